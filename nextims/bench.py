@@ -1,0 +1,90 @@
+"""Benchmarks: `python -m nextims.bench spectra [hydra overrides]`."""
+
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+from hydra import compose, initialize_config_dir
+from omegaconf import DictConfig, OmegaConf
+
+from nextims.config import build, conf_dir, register_resolvers
+from nextims.evaluation.split_eval import evaluate_split
+from nextims.models.weights import load_model, read_card
+from nextims.phases.common import SpectrumContext, load_context
+from nextims.phases.spectrum import train_knn
+from nextims.training.batches import SpectrumBatches, predict_intensities
+from nextims.training.runtime import seed_everything, select_device, set_threads
+
+COLUMNS = ("model", "R@1", "R@5", "R@10", "R@10 ±5Da", "cosine", "WDP", "pred/s")
+
+
+def timed(predict: Callable[[np.ndarray], np.ndarray], idx: np.ndarray, repeats: int) -> float:
+    """Predictions per second (best of `repeats`), features precomputed."""
+    best = np.inf
+    for _ in range(max(1, repeats)):
+        start = time.perf_counter()
+        predict(idx)
+        best = min(best, time.perf_counter() - start)
+    return len(idx) / best
+
+
+def spectrum_predictors(cfg: DictConfig, ctx: SpectrumContext) -> dict[str, Callable[[np.ndarray], np.ndarray]]:
+    """Every shipped spectrum model (weights folder), plus the reference models fitted on the spot."""
+    device = select_device(cfg.trainer.device)
+    predictors = {}
+    for path in sorted(Path(cfg.bench.weights).glob("*.safetensors")):
+        if read_card(path).get("task", "spectrum") != "spectrum":
+            continue
+        model, _ = load_model(path, device)
+        batches = SpectrumBatches(ctx.data, ctx.features, getattr(model, "needs_graph", False), device)
+        predictors[path.stem] = (lambda m, b: lambda idx: predict_intensities(m, b, idx))(model, batches)
+    for name in cfg.bench.reference_models:
+        predictors[name] = train_knn(build(OmegaConf.load(conf_dir() / "model" / f"{name}.yaml")), ctx)
+    return predictors
+
+
+def bench_spectra(cfg: DictConfig) -> list[dict[str, float | str]]:
+    """Evaluate every model on the test split and print the table."""
+    seed_everything(int(cfg.seed))
+    set_threads(cfg.trainer.num_threads)
+    ctx = load_context(cfg)
+    split = str(cfg.bench.split)
+    idx = ctx.data.compound_indices(split)
+    rows = []
+    for name, predict in spectrum_predictors(cfg, ctx).items():
+        m = evaluate_split(ctx.data, predict, split)
+        rows.append({"model": name, "R@1": m[f"{split}/recall@1"], "R@5": m[f"{split}/recall@5"],
+                     "R@10": m[f"{split}/recall@10"], "R@10 ±5Da": m[f"{split}/recall@10_mass5"],
+                     "cosine": m[f"{split}/cosine"], "WDP": m[f"{split}/wdp"],
+                     "pred/s": timed(predict, idx, int(cfg.bench.timing_repeats))})
+    counts = ctx.data.summary()["split_counts"]
+    print(f"\nspectra benchmark: data={cfg.data.name} split={split} ({counts.get(split)}), "
+          f"library = one observed spectrum per train+val compound + one predicted per {split} compound")
+    print(" | ".join(f"{c:>10s}" for c in COLUMNS))
+    for r in rows:
+        print(" | ".join(f"{r[c]:>10s}" if isinstance(r[c], str) else f"{r[c]:>10.4f}" if c != "pred/s"
+                         else f"{r[c]:>10.0f}" for c in COLUMNS))
+    print("recall@10 " + " ".join(f"{r['model']}={r['R@10']:.4f}" for r in rows))
+    return rows
+
+
+BENCHMARKS = {"spectra": bench_spectra}
+
+
+def main(argv: list[str] | None = None) -> None:
+    """`python -m nextims.bench <name> [overrides]`."""
+    argv = sys.argv[1:] if argv is None else argv
+    if not argv or argv[0] not in BENCHMARKS:
+        raise SystemExit(f"usage: python -m nextims.bench {{{','.join(BENCHMARKS)}}} [hydra overrides]")
+    register_resolvers()
+    with initialize_config_dir(str(conf_dir()), version_base="1.3"):
+        cfg = compose("bench", overrides=argv[1:])
+    BENCHMARKS[argv[0]](cfg)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,163 @@
+"""Molecule features (fingerprints, nominal masses, graphs) computed once and cached in HDF5."""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import h5py
+import numpy as np
+import torch
+from torch_geometric.data import Data
+
+from nextims.data.cache import H5Reader, atomic_h5, cache_is_valid, content_hash
+from nextims.data.featurize import (
+    MolGraphFeaturizer,
+    count_morgan,
+    featurizer_signature,
+    mol_from_smiles,
+    nominal_mass,
+)
+
+log = logging.getLogger(__name__)
+
+MAX_COUNT = np.iinfo(np.uint16).max
+_COMPRESSION = {"compression": "gzip", "compression_opts": 4, "shuffle": True}
+
+
+class FeatureSet:
+    """Read access to a features cache file; picklable, opens the file lazily in each process."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.reader = H5Reader(path)
+        self.key = str(self.reader.attrs["cache_key"])
+        self.ids: list[str] = list(self.reader["ids"].asstr()[:])
+        self.masses: np.ndarray = self.reader["mass"][:]
+        self.atom_offsets: np.ndarray = self.reader["atom_offsets"][:]
+        self.edge_offsets: np.ndarray = self.reader["edge_offsets"][:]
+
+    @property
+    def path(self) -> Path:
+        """The cache file."""
+        return self.reader.path
+
+    @property
+    def fingerprints(self) -> np.ndarray:
+        """All count fingerprints, float32 (n x n_bits), read from disk on each access."""
+        return self.reader["fingerprints"][:].astype(np.float32)
+
+    def fingerprint(self, i: int) -> np.ndarray:
+        """The count fingerprint of compound i, float32."""
+        return self.reader["fingerprints"][i].astype(np.float32)
+
+    def graph(self, i: int) -> Data:
+        """The molecular graph of compound i (see MolGraphFeaturizer for the layout)."""
+        a0, a1 = self.atom_offsets[i], self.atom_offsets[i + 1]
+        e0, e1 = self.edge_offsets[i], self.edge_offsets[i + 1]
+        return Data(
+            x=torch.from_numpy(self.reader["x"][a0:a1]),
+            edge_index=torch.from_numpy(self.reader["edge_index"][:, e0:e1].astype(np.int64)),
+            edge_attr=torch.from_numpy(self.reader["edge_attr"][e0:e1]),
+            num_nodes=int(a1 - a0),
+        )
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {"path": self.path}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__init__(state["path"])
+
+
+def features_key(ids: Sequence[str], smiles: Sequence[str], featurizer: MolGraphFeaturizer,
+                 n_bits: int, radius: int) -> str:
+    """The cache key of the features of these compounds."""
+    return content_hash(featurizer_signature(featurizer, n_bits, radius), list(ids), list(smiles))
+
+
+def _append(dataset: h5py.Dataset, block: np.ndarray, axis: int = 0) -> None:
+    """Append block to a resizable dataset along axis."""
+    start = dataset.shape[axis]
+    dataset.resize(start + block.shape[axis], axis=axis)
+    index = [slice(None)] * dataset.ndim
+    index[axis] = slice(start, None)
+    dataset[tuple(index)] = block
+
+
+def _write_features(f: h5py.File, ids: Sequence[str], smiles: Sequence[str],
+                    featurizer: MolGraphFeaturizer, n_bits: int, radius: int, block_size: int,
+                    on_block: Callable[[int, int], None] | None) -> None:
+    """Featurize the compounds block by block into the open file f."""
+    n = len(ids)
+    f.attrs["signature"] = json.dumps(featurizer_signature(featurizer, n_bits, radius), sort_keys=True)
+    f.create_dataset("ids", data=np.array(list(ids), dtype=object), dtype=h5py.string_dtype())
+    fps = f.create_dataset("fingerprints", shape=(n, n_bits), maxshape=(None, n_bits),
+                           dtype=np.uint16, chunks=(16, n_bits), **_COMPRESSION)
+    masses = f.create_dataset("mass", shape=(n,), dtype=np.int32)
+    x = f.create_dataset("x", shape=(0, featurizer.atom_dim), maxshape=(None, featurizer.atom_dim),
+                         dtype=np.float32, chunks=(4096, featurizer.atom_dim), **_COMPRESSION)
+    edge_index = f.create_dataset("edge_index", shape=(2, 0), maxshape=(2, None), dtype=np.int32,
+                                  chunks=(2, 8192), **_COMPRESSION)
+    edge_attr = f.create_dataset("edge_attr", shape=(0, featurizer.bond_dim),
+                                 maxshape=(None, featurizer.bond_dim), dtype=np.float32,
+                                 chunks=(8192, featurizer.bond_dim), **_COMPRESSION)
+    atom_counts, edge_counts = np.zeros(n, dtype=np.int64), np.zeros(n, dtype=np.int64)
+    for start in range(0, n, block_size):
+        stop = min(start + block_size, n)
+        mols = [mol_from_smiles(smiles[i], ids[i]) for i in range(start, stop)]
+        graphs = [featurizer(mol) for mol in mols]
+        counts = np.stack([count_morgan(m, n_bits, radius) for m in mols])
+        fps[start:stop] = np.minimum(counts, MAX_COUNT).astype(np.uint16)
+        masses[start:stop] = [nominal_mass(m) for m in mols]
+        atom_counts[start:stop] = [g.num_nodes for g in graphs]
+        edge_counts[start:stop] = [g.edge_index.shape[1] for g in graphs]
+        _append(x, torch.cat([g.x for g in graphs]).numpy())
+        _append(edge_index, torch.cat([g.edge_index for g in graphs], dim=1).numpy().astype(np.int32), axis=1)
+        _append(edge_attr, torch.cat([g.edge_attr for g in graphs]).numpy())
+        if on_block is not None:
+            on_block(stop, n)
+    f.create_dataset("atom_offsets", data=np.concatenate([[0], np.cumsum(atom_counts)]))
+    f.create_dataset("edge_offsets", data=np.concatenate([[0], np.cumsum(edge_counts)]))
+
+
+def build_or_load(ids: Sequence[str], smiles: Sequence[str], featurizer: MolGraphFeaturizer,
+                  n_bits: int, radius: int, cache_dir: str | Path, block_size: int = 1024,
+                  on_block: Callable[[int, int], None] | None = None) -> FeatureSet:
+    """Features of the compounds, from `cache_dir/features-<key[:16]>.h5` when valid, else built there.
+
+    Bad SMILES raise RecordError (drop them before). on_block(done, total) is called after each
+    block of compounds is written while building.
+    """
+    if len(ids) != len(smiles):
+        raise ValueError(f"{len(ids)} ids but {len(smiles)} SMILES")
+    key = features_key(ids, smiles, featurizer, n_bits, radius)
+    path = Path(cache_dir) / f"features-{key[:16]}.h5"
+    if cache_is_valid(path, key):
+        log.info("reusing features cache %s (%d compounds)", path, len(ids))
+    else:
+        log.info("building features cache %s (%d compounds)", path, len(ids))
+        with atomic_h5(path, cache_key=key) as f:
+            _write_features(f, ids, smiles, featurizer, n_bits, radius, block_size, on_block)
+    return FeatureSet(path)
+
+
+@dataclass
+class FeatureStore:
+    """Feature settings bound to a cache folder (what a config instantiates)."""
+
+    cache_dir: Path
+    featurizer: MolGraphFeaturizer = field(default_factory=MolGraphFeaturizer)
+    n_bits: int = 4096
+    radius: int = 2
+
+    def build_or_load(self, ids: Sequence[str], smiles: Sequence[str],
+                      on_block: Callable[[int, int], None] | None = None) -> FeatureSet:
+        """Features of the compounds (see the module-level build_or_load)."""
+        return build_or_load(ids, smiles, self.featurizer, self.n_bits, self.radius,
+                             self.cache_dir, on_block=on_block)

@@ -1,0 +1,84 @@
+"""Record-level errors and the report that counts skipped records by reason."""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any
+
+
+class RecordError(ValueError):
+    """A record that cannot be used, with the record's id and a short machine-readable reason."""
+
+    def __init__(self, record: str, reason: str, detail: str = "") -> None:
+        self.record = record
+        self.reason = reason
+        self.detail = detail
+        message = f"record {record!r}: {reason}"
+        super().__init__(f"{message} ({detail})" if detail else message)
+
+
+@dataclass
+class DropReport:
+    """Counts kept and dropped records, by reason, with a few example record ids per reason."""
+
+    name: str = "records"
+    kept: int = 0
+    dropped: Counter = field(default_factory=Counter)
+    examples: dict[str, list[str]] = field(default_factory=dict)
+    max_examples: int = 3
+
+    def keep(self, n: int = 1) -> None:
+        """Count n kept records."""
+        self.kept += n
+
+    def drop(self, reason: str, record: str = "", detail: str = "") -> None:
+        """Count one dropped record under reason."""
+        self.dropped[reason] += 1
+        ex = self.examples.setdefault(reason, [])
+        if record and len(ex) < self.max_examples:
+            ex.append(f"{record}: {detail}" if detail else record)
+
+    def drop_error(self, err: RecordError) -> None:
+        """Count a RecordError."""
+        self.drop(err.reason, err.record, err.detail)
+
+    def add_drops(self, other: "DropReport") -> None:
+        """Add another report's drops (not its kept count) to this one."""
+        for reason, n in other.dropped.items():
+            self.dropped[reason] += n
+            ex = self.examples.setdefault(reason, [])
+            ex.extend(other.examples.get(reason, [])[: self.max_examples - len(ex)])
+
+    @property
+    def total_dropped(self) -> int:
+        """Number of dropped records."""
+        return sum(self.dropped.values())
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-serialisable summary."""
+        return {
+            "name": self.name,
+            "kept": self.kept,
+            "dropped": dict(sorted(self.dropped.items())),
+            "total_dropped": self.total_dropped,
+            "examples": {k: list(v) for k, v in sorted(self.examples.items())},
+        }
+
+    def format(self) -> str:
+        """A human-readable table."""
+        lines = [f"{self.name}: kept {self.kept}, dropped {self.total_dropped}"]
+        for reason, n in sorted(self.dropped.items(), key=lambda kv: (-kv[1], kv[0])):
+            ex = "; ".join(self.examples.get(reason, []))
+            lines.append(f"  {reason:<32s} {n:>7d}" + (f"   e.g. {ex}" if ex else ""))
+        return "\n".join(lines)
+
+    def __str__(self) -> str:
+        return self.format()
+
+
+def handle(err: RecordError, report: DropReport | None) -> None:
+    """Raise err when no report is given (strict mode), else count it."""
+    if report is None:
+        raise err
+    report.drop_error(err)

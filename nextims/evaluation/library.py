@@ -1,0 +1,113 @@
+"""NEIMS-style library matching: the rank of each query's true library entry, and recall@k."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+import numpy as np
+
+from nextims.evaluation.similarity import SIMILARITIES
+
+# Queries per block (a block holds a (block, library size) similarity matrix).
+QUERY_CHUNK = 512
+# Similarities this close to the true entry's count as ties (absorbs floating-point noise of BLAS).
+TIE_TOLERANCE = 1e-12
+
+MatrixFn = Callable[[np.ndarray, np.ndarray], np.ndarray]
+
+
+def _matrix_fn(similarity: str | MatrixFn) -> MatrixFn:
+    if callable(similarity):
+        return similarity
+    if similarity not in SIMILARITIES:
+        raise ValueError(f"unknown similarity {similarity!r}; known: {sorted(SIMILARITIES)}")
+    return SIMILARITIES[similarity].matrix
+
+
+def _check_inputs(query_vecs: np.ndarray, library_vecs: np.ndarray,
+                  true_index: np.ndarray) -> np.ndarray:
+    true_index = np.asarray(true_index)
+    if not np.issubdtype(true_index.dtype, np.integer):
+        raise ValueError("true_index must hold integers")
+    if true_index.shape != (len(query_vecs),):
+        raise ValueError(f"true_index has shape {true_index.shape}, expected ({len(query_vecs)},)")
+    if len(true_index) and (true_index.min() < 0 or true_index.max() >= len(library_vecs)):
+        raise ValueError(f"true_index out of range for a library of {len(library_vecs)} entries")
+    return true_index.astype(np.int64)
+
+
+def _ranks(sim: np.ndarray, true_index: np.ndarray, mask: np.ndarray | None) -> np.ndarray:
+    """1 + number of other candidates whose similarity is >= that of the true entry (ties count against)."""
+    rows = np.arange(len(true_index))
+    beats = sim >= sim[rows, true_index][:, None] - TIE_TOLERANCE
+    if mask is not None:
+        beats &= mask
+    beats[rows, true_index] = False
+    return 1 + beats.sum(axis=1)
+
+
+def mass_filter_mask(query_masses: np.ndarray, library_masses: np.ndarray,
+                     tolerance: float = 5.0) -> np.ndarray:
+    """(n, m) True where the nominal (rounded) masses differ by at most tolerance."""
+    q = np.asarray(query_masses, dtype=np.float64)
+    lib = np.asarray(library_masses, dtype=np.float64)
+    if not (np.all(np.isfinite(q)) and np.all(np.isfinite(lib))):
+        raise ValueError("masses must be finite")
+    return np.abs(np.rint(q)[:, None] - np.rint(lib)[None, :]) <= tolerance
+
+
+def rank_of_true(query_vecs: np.ndarray, library_vecs: np.ndarray, true_index: np.ndarray,
+                 similarity: str | MatrixFn = "cosine",
+                 candidate_mask: np.ndarray | None = None) -> np.ndarray:
+    """1-based rank of library entry true_index[i] for query i among the candidates (ties count against)."""
+    true_index = _check_inputs(query_vecs, library_vecs, true_index)
+    matrix = _matrix_fn(similarity)
+    if candidate_mask is not None:
+        candidate_mask = np.asarray(candidate_mask, dtype=bool)
+        if candidate_mask.shape != (len(query_vecs), len(library_vecs)):
+            raise ValueError(f"candidate_mask has shape {candidate_mask.shape}, "
+                             f"expected {(len(query_vecs), len(library_vecs))}")
+    ranks = np.empty(len(true_index), dtype=np.int64)
+    for start in range(0, len(true_index), QUERY_CHUNK):
+        block = slice(start, start + QUERY_CHUNK)
+        mask = None if candidate_mask is None else candidate_mask[block]
+        ranks[block] = _ranks(matrix(query_vecs[block], library_vecs), true_index[block], mask)
+    return ranks
+
+
+def recall_at_k(ranks: np.ndarray, ks: Sequence[int] = (1, 5, 10)) -> dict[str, float]:
+    """Fraction of queries whose true entry ranks within the top k, as {"recall@k": value}."""
+    ranks = np.asarray(ranks)
+    if ranks.size == 0:
+        raise ValueError("no ranks given")
+    return {f"recall@{k}": float(np.mean(ranks <= k)) for k in ks}
+
+
+def library_matching(query_vecs: np.ndarray, library_vecs: np.ndarray, true_index: np.ndarray,
+                     query_masses: np.ndarray, library_masses: np.ndarray,
+                     ks: Sequence[int] = (1, 5, 10), similarity: str | MatrixFn = "cosine",
+                     mass_tolerance: float = 5.0) -> dict[str, float]:
+    """Recall@k and mean rank, over the whole library and among entries within ±mass_tolerance."""
+    true_index = _check_inputs(query_vecs, library_vecs, true_index)
+    query_masses = np.asarray(query_masses, dtype=np.float64)
+    if query_masses.shape != (len(query_vecs),) or np.shape(library_masses) != (len(library_vecs),):
+        raise ValueError("need one mass per query and per library entry")
+    matrix = _matrix_fn(similarity)
+    ranks = np.empty(len(true_index), dtype=np.int64)
+    ranks_mass = np.empty_like(ranks)
+    for start in range(0, len(true_index), QUERY_CHUNK):
+        block = slice(start, start + QUERY_CHUNK)
+        sim = matrix(query_vecs[block], library_vecs)
+        mask = mass_filter_mask(query_masses[block], library_masses, mass_tolerance)
+        ranks[block] = _ranks(sim, true_index[block], None)
+        ranks_mass[block] = _ranks(sim, true_index[block], mask)
+    suffix = f"_mass{mass_tolerance:g}"
+    out = recall_at_k(ranks, ks)
+    out.update({f"{key}{suffix}": value for key, value in recall_at_k(ranks_mass, ks).items()})
+    out.update({
+        "n_queries": len(ranks),
+        "library_size": len(library_vecs),
+        "mean_rank": float(ranks.mean()),
+        f"mean_rank{suffix}": float(ranks_mass.mean()),
+    })
+    return out

@@ -1,0 +1,42 @@
+"""Evaluate predicted spectra on one split: NEIMS-style library matching plus spectral similarity."""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import numpy as np
+
+from nextims.data.spectra import SpectraData
+from nextims.evaluation.library import library_matching
+from nextims.evaluation.similarity import paired_cosine, paired_entropy, paired_wdp
+
+LIBRARY_SPLITS = {"test": ("train", "val"), "val": ("train",)}
+
+
+def evaluate_split(data: SpectraData, predict: Callable[[np.ndarray], np.ndarray], split: str = "test",
+                   ks: tuple[int, ...] = (1, 5, 10), mass_tolerance: float = 5.0) -> dict[str, float]:
+    """Metrics for the compounds of `split`, whose spectra `predict(compound_idx)` returns.
+
+    The library holds one observed spectrum per compound of the other splits (the representative record:
+    70 eV first, then the smallest record id) plus one predicted spectrum per compound of `split`; every
+    observed spectrum of a `split` compound is a query, ranked by NEIMS-weighted cosine, ties against.
+    """
+    eval_compounds = data.compound_indices(split)
+    ref_compounds = data.compound_indices(LIBRARY_SPLITS[split])
+    predicted = np.asarray(predict(eval_compounds), dtype=np.float64)
+    rep = data.representative_records()
+    library = np.concatenate([data.spectra[rep[ref_compounds]].astype(np.float64), predicted])
+    library_masses = np.concatenate([data.compound_masses[ref_compounds], data.compound_masses[eval_compounds]])
+    queries = data.record_indices(split)
+    position = np.full(len(data.compound_keys), -1, dtype=np.int64)
+    position[eval_compounds] = np.arange(len(eval_compounds))
+    query_compounds = data.record_compound[queries]
+    observed = data.spectra[queries].astype(np.float64)
+    true_index = len(ref_compounds) + position[query_compounds]
+    metrics = library_matching(observed, library, true_index, data.compound_masses[query_compounds],
+                               library_masses, ks=ks, mass_tolerance=mass_tolerance)
+    paired = predicted[position[query_compounds]]
+    metrics["cosine"] = float(np.mean(paired_cosine(paired, observed, mz_power=1.0, intensity_power=0.5)))
+    metrics["wdp"] = float(np.mean(paired_wdp(paired, observed)))
+    metrics["entropy"] = float(np.mean(paired_entropy(paired, observed)))
+    return {f"{split}/{k}": float(v) for k, v in metrics.items()}

@@ -1,0 +1,133 @@
+"""Reader for MassBank record text files (the MassBank-data repository's `TAG: value` format)."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from nextims.errors import DropReport, RecordError
+from nextims.io.text import iter_spectra, parse_float
+from nextims.spectrum import Spectrum, validate_peaks
+
+# Tags whose value starts with a subtag (`AC$MASS_SPECTROMETRY: ION_MODE POSITIVE`).
+_SUBTAGGED = {"AC$MASS_SPECTROMETRY", "AC$CHROMATOGRAPHY", "AC$GENERAL", "MS$FOCUSED_ION", "MS$DATA_PROCESSING",
+              "CH$LINK", "SP$LINK"}
+_PLAIN = {"ACCESSION": "id", "RECORD_TITLE": "title", "CH$FORMULA": "formula", "CH$SMILES": "smiles",
+          "CH$IUPAC": "inchi", "CH$EXACT_MASS": "exact_mass", "AC$INSTRUMENT": "instrument",
+          "AC$INSTRUMENT_TYPE": "instrument_type", "LICENSE": "license", "COPYRIGHT": "copyright",
+          "PK$SPLASH": "splash"}
+_SUBTAG_KEYS = {("CH$LINK", "INCHIKEY"): "inchikey", ("AC$MASS_SPECTROMETRY", "MS_TYPE"): "ms_type",
+                ("AC$MASS_SPECTROMETRY", "ION_MODE"): "ion_mode",
+                ("AC$MASS_SPECTROMETRY", "IONIZATION_ENERGY"): "ionization_energy_raw"}
+_ENERGY = re.compile(r"^\s*(\d+(?:\.\d*)?|\.\d+)\s*(?:ev)?\s*$", re.IGNORECASE)
+_ACCESSION = re.compile(r"^ACCESSION:\s*(\S+)", re.MULTILINE)
+
+
+def parse_massbank_record(text: str, terminated: bool = True, where: str = "?") -> Spectrum:
+    """The Spectrum of one MassBank record's text (without its closing `//` line)."""
+    record = _accession(text) or where
+    if not terminated:
+        raise RecordError(record, "truncated", "the file ends before the record's `//` line")
+    metadata: dict[str, Any] = {}
+    names: list[str] = []
+    peak_rows: list[list[str]] = []
+    declared: int | None = None
+    block = ""
+    for line in text.splitlines():
+        if line.startswith(" "):
+            if block == "PK$PEAK":
+                peak_rows.append(line.split())
+            continue
+        tag, sep, value = line.partition(":")
+        if not sep:
+            continue
+        tag, value = tag.strip(), value.strip()
+        block = tag
+        if tag == "PK$NUM_PEAK":
+            declared = _peak_count(value, record)
+        elif tag == "CH$NAME":
+            names.append(value)
+        elif tag != "PK$PEAK" and value and value != "N/A":
+            _store(metadata, tag, value)
+    mz, intensities = _peak_table(peak_rows, record)
+    if declared is not None and len(mz) < declared:
+        raise RecordError(record, "truncated", f"{len(mz)} peak lines, PK$NUM_PEAK says {declared}")
+    if declared is not None and len(mz) > declared:
+        raise RecordError(record, "peak_count_mismatch", f"{len(mz)} peak lines, PK$NUM_PEAK says {declared}")
+    validate_peaks(mz, intensities, record)
+    metadata["id"] = record
+    if names:
+        metadata["name"], metadata["synonyms"] = names[0], names[1:]
+    metadata["exact_mass"] = parse_float(metadata.get("exact_mass"))
+    metadata["ionization_energy_ev"] = parse_energy(metadata.get("ionization_energy_raw"))
+    parts = record.split("-")
+    if len(parts) >= 3 and parts[0] == "MSBNK":
+        metadata["contributor"] = "-".join(parts[1:-1])
+    return Spectrum(mz, intensities, metadata)
+
+
+def parse_energy(value: str | None) -> float | None:
+    """The eV value of an IONIZATION_ENERGY field (`70 eV` -> 70.0); None when absent or not in eV."""
+    match = _ENERGY.match(value or "")
+    return float(match.group(1)) if match else None
+
+
+def read_massbank_record(
+    path: str | Path, report: DropReport | None = None, encoding: str = "utf-8"
+) -> Iterator[Spectrum]:
+    """The spectra of one MassBank record file (usually one record; plain, .gz, .xz or .bz2)."""
+    return iter_spectra(path, _is_end, parse_massbank_record, _accession, report, encoding)
+
+
+def read_massbank_records(
+    paths_or_dir: str | Path | Iterable[str | Path], report: DropReport | None = None, encoding: str = "utf-8"
+) -> Iterator[Spectrum]:
+    """The spectra of many MassBank record files: a directory (searched recursively for *.txt), a file, or paths."""
+    if isinstance(paths_or_dir, (str, Path)):
+        root = Path(paths_or_dir)
+        paths: Iterable[str | Path] = sorted(root.rglob("*.txt")) if root.is_dir() else [root]
+    else:
+        paths = paths_or_dir
+    for path in paths:
+        yield from read_massbank_record(path, report, encoding)
+
+
+def _is_end(line: bytes) -> bool:
+    return line.strip() == b"//"
+
+
+def _accession(text: str) -> str | None:
+    match = _ACCESSION.search(text)
+    return match.group(1) if match else None
+
+
+def _store(metadata: dict[str, Any], tag: str, value: str) -> None:
+    """Put one `TAG: value` line under its standard key, or its lower-cased tag (`tag:subtag` for subtagged tags)."""
+    key = _PLAIN.get(tag, tag.lower())
+    if tag in _SUBTAGGED:
+        subtag, _, value = value.partition(" ")
+        key = _SUBTAG_KEYS.get((tag, subtag), f"{tag}:{subtag}".lower())
+        value = value.strip()
+    metadata[key] = f"{metadata[key]}; {value}" if key in metadata else value
+
+
+def _peak_count(value: str, record: str) -> int:
+    try:
+        return int(value)
+    except ValueError:
+        raise RecordError(record, "malformed_record", f"PK$NUM_PEAK is {value!r}") from None
+
+
+def _peak_table(rows: list[list[str]], record: str) -> tuple[np.ndarray, np.ndarray]:
+    """m/z and absolute intensity (the first two columns of `  m/z int. rel.int.` lines)."""
+    if any(len(row) < 2 for row in rows):
+        raise RecordError(record, "malformed_peaks", "a PK$PEAK line has fewer than two columns")
+    try:
+        table = np.array([row[:2] for row in rows], dtype=np.float64).reshape(-1, 2)
+    except ValueError as exc:
+        raise RecordError(record, "malformed_peaks", str(exc)) from None
+    return table[:, 0], table[:, 1]

@@ -1,0 +1,156 @@
+"""Opening plain or compressed files, splitting them into records decoded one at a time, peak-list text."""
+
+from __future__ import annotations
+
+import bz2
+import gzip
+import lzma
+import re
+import zlib
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import BinaryIO
+
+import numpy as np
+
+from nextims.errors import DropReport, RecordError, handle
+from nextims.spectrum import Spectrum
+
+COMPRESSION_SUFFIXES = (".gz", ".xz", ".bz2")
+
+_OPENERS = ((b"\x1f\x8b", gzip.open), (b"\xfd7zXZ\x00", lzma.open), (b"BZh", bz2.open))
+# What a compressed stream that was cut short raises part-way through.
+_STREAM_ERRORS = (EOFError, lzma.LZMAError, zlib.error, gzip.BadGzipFile)
+_BOM = b"\xef\xbb\xbf"
+
+_ANNOTATION = re.compile(r'"[^"]*"')
+_PAIR_SEPARATORS = re.compile(r"[\s;,:()]+")
+
+
+@dataclass(frozen=True)
+class RawRecord:
+    """The undecoded bytes of one record and where it starts."""
+
+    data: bytes
+    line: int  # 1-based line number of the record's first line
+    terminated: bool  # False when the file ended inside this record
+
+
+def open_binary(path: str | Path) -> BinaryIO:
+    """Open a file for reading bytes, decompressing gzip, xz and bzip2 content (told by its magic bytes)."""
+    path = Path(path)
+    with path.open("rb") as fh:
+        head = fh.read(6)
+    for magic, opener in _OPENERS:
+        if head.startswith(magic):
+            return opener(path, "rb")
+    return path.open("rb")
+
+
+def inner_suffix(path: str | Path) -> str:
+    """The lower-cased extension under any compression suffix ("a.msp.gz" -> ".msp")."""
+    suffixes = [s.lower() for s in Path(path).suffixes]
+    if suffixes and suffixes[-1] in COMPRESSION_SUFFIXES:
+        suffixes.pop()
+    return suffixes[-1] if suffixes else ""
+
+
+def split_records(path: str | Path, is_end: Callable[[bytes], bool] | None = None) -> Iterator[RawRecord]:
+    """The records of a file: runs of lines closed by a line where is_end holds, or single lines if is_end is None.
+
+    The closing line is not part of the record. A record the file ends inside (no closing line, a last line
+    without newline when is_end is None, or a compressed stream cut short) comes with terminated=False;
+    a run of blank lines is not a record.
+    """
+    lines: list[bytes] = []
+    start = 1
+    with open_binary(path) as stream:
+        number = 0
+        try:
+            for number, line in enumerate(stream, start=1):
+                if number == 1 and line.startswith(_BOM):
+                    line = line[len(_BOM):]
+                if is_end is None:
+                    if line.strip():
+                        yield RawRecord(line, number, line.endswith(b"\n"))
+                elif is_end(line):
+                    if any(chunk.strip() for chunk in lines):
+                        yield RawRecord(b"".join(lines), start, True)
+                    lines, start = [], number + 1
+                else:
+                    lines.append(line)
+        except _STREAM_ERRORS:
+            yield RawRecord(b"".join(lines), start if lines else number + 1, False)
+            return
+    if any(chunk.strip() for chunk in lines):
+        yield RawRecord(b"".join(lines), start, False)
+
+
+def location(path: str | Path, raw: RawRecord) -> str:
+    """`file:line` naming a record that has no id (yet)."""
+    return f"{Path(path).name}:{raw.line}"
+
+
+def decode_record(raw: RawRecord, encoding: str, name_of: Callable[[str], str | None], where: str) -> str:
+    """The record's text; RecordError (reason `encoding`) naming the record when its bytes do not decode.
+
+    name_of(text) finds the record's id in the roughly decoded text; `where` names it otherwise.
+    """
+    try:
+        return raw.data.decode(encoding)
+    except UnicodeDecodeError as exc:
+        record = name_of(raw.data.decode(encoding, "replace")) or where
+        bad = raw.data[exc.start:exc.start + 1].hex()
+        raise RecordError(record, "encoding", f"byte 0x{bad} at offset {exc.start} is not {encoding}") from None
+
+
+def iter_spectra(
+    path: str | Path,
+    is_end: Callable[[bytes], bool] | None,
+    parse: Callable[[str, bool, str], Spectrum],
+    name_of: Callable[[str], str | None],
+    report: DropReport | None,
+    encoding: str,
+) -> Iterator[Spectrum]:
+    """Split a file into records, decode and parse each (parse(text, terminated, location)), yield the valid ones.
+
+    name_of(text) finds a record's id in roughly decoded text, to name a record whose bytes do not decode.
+    Bad records raise RecordError when report is None, else are counted there and skipped.
+    """
+    source = Path(path).name
+    for raw in split_records(path, is_end):
+        where = location(path, raw)
+        try:
+            text = decode_record(raw, encoding, name_of, where)
+            spectrum = parse(text, raw.terminated, where)
+        except RecordError as err:
+            handle(err, report)
+            continue
+        spectrum.metadata.setdefault("source", source)
+        if report is not None:
+            report.keep()
+        yield spectrum
+
+
+def parse_peak_pairs(text: str, record: str) -> tuple[np.ndarray, np.ndarray]:
+    """m/z and intensity arrays from `mz intensity` pairs split by whitespace, `;`, `,`, `:` or brackets.
+
+    Quoted peak annotations (`41 999 "C3H5+"`) are ignored.
+    """
+    tokens = [t for t in _PAIR_SEPARATORS.split(_ANNOTATION.sub(" ", text)) if t]
+    if len(tokens) % 2:
+        raise RecordError(record, "malformed_peaks", f"odd number of values ({len(tokens)}) in the peak list")
+    try:
+        values = np.array(tokens, dtype=np.float64)
+    except ValueError as exc:
+        raise RecordError(record, "malformed_peaks", str(exc)) from None
+    return values[0::2], values[1::2]
+
+
+def parse_float(value: str | None) -> float | None:
+    """A float from text, or None when there is none."""
+    try:
+        return float(value) if value is not None else None
+    except ValueError:
+        return None

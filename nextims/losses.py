@@ -1,0 +1,59 @@
+"""Spectrum losses, registered by name so `conf/loss` selects them."""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import torch
+from torch import nn
+
+SPECTRUM_LOSSES: dict[str, type[nn.Module]] = {}
+
+
+def register(name: str) -> Callable[[type[nn.Module]], type[nn.Module]]:
+    """Class decorator adding a spectrum loss to the registry."""
+
+    def wrap(cls: type[nn.Module]) -> type[nn.Module]:
+        SPECTRUM_LOSSES[name] = cls
+        return cls
+
+    return wrap
+
+
+class _MassWeighted(nn.Module):
+    def __init__(self, mass_power: float = 1.0) -> None:
+        super().__init__()
+        self.mass_power = mass_power
+
+    def weights(self, size: int, device: torch.device) -> torch.Tensor:
+        bins = torch.arange(size, device=device, dtype=torch.float32)
+        return (bins / max(size - 1, 1)) ** self.mass_power
+
+
+@register("sqrt_mse")
+class SqrtMSELoss(_MassWeighted):
+    """m/z-weighted MSE between predicted and observed square-root intensities (max-normalised)."""
+
+    def forward(self, predicted: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        """Mean over spectra of sum_j w_j (p_j - sqrt(t_j))^2 / sum_j w_j."""
+        w = self.weights(target.shape[1], target.device)
+        err = (predicted - target.clamp_min(0).sqrt()) ** 2
+        return ((err * w).sum(1) / w.sum()).mean()
+
+
+@register("cosine")
+class CosineLoss(_MassWeighted):
+    """1 - cosine between m/z-weighted square-root spectra (the NEIMS matching similarity)."""
+
+    def forward(self, predicted: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        """Mean of 1 - cos(w * p, w * sqrt(t))."""
+        w = self.weights(target.shape[1], target.device)
+        cos = nn.functional.cosine_similarity(predicted * w, target.clamp_min(0).sqrt() * w, dim=1, eps=1e-8)
+        return (1 - cos).mean()
+
+
+def spectrum_loss(name: str, **kwargs: float) -> nn.Module:
+    """Build a registered spectrum loss."""
+    if name not in SPECTRUM_LOSSES:
+        raise ValueError(f"unknown spectrum loss {name!r}; known: {sorted(SPECTRUM_LOSSES)}")
+    return SPECTRUM_LOSSES[name](**kwargs)

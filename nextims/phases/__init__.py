@@ -1,0 +1,1 @@
+"""One module per pipeline phase; each exposes `run(cfg) -> dict[str, float]`."""

@@ -1,0 +1,77 @@
+"""What every spectrum phase does first: load the data, featurize it, start tracking."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from hydra.core.hydra_config import HydraConfig
+from hydra.types import RunMode
+from omegaconf import DictConfig, OmegaConf
+
+from nextims.config import build, flatten, to_yaml
+from nextims.data.feature_store import FeatureSet, build_or_load
+from nextims.data.spectra import SpectraData, load_spectra
+from nextims.tracking import NullTracker
+
+
+@dataclass
+class SpectrumContext:
+    """The loaded dataset and its features."""
+
+    data: SpectraData
+    features: FeatureSet
+
+    def __post_init__(self) -> None:
+        self.fingerprints = self.features.fingerprints  # read once; FeatureSet re-reads on each access
+
+
+def load_context(cfg: DictConfig) -> SpectrumContext:
+    """Load and split the spectra, print the dataset report, featurize the compounds (cached)."""
+    data = load_spectra(OmegaConf.to_container(cfg.data, resolve=True))
+    print(data.report.format())
+    featurizer = build(cfg.featurizer.graph)
+    features = build_or_load(list(data.compound_keys), data.compound_smiles, featurizer,
+                             n_bits=int(cfg.featurizer.fp_bits), radius=int(cfg.featurizer.fp_radius),
+                             cache_dir=Path(cfg.paths.cache_dir))
+    return SpectrumContext(data, features)
+
+
+def output_dir(cfg: DictConfig) -> Path:
+    """The run folder (`paths.output_dir`: Hydra's output dir unless overridden)."""
+    return Path(cfg.paths.output_dir)
+
+
+def sweep_info() -> tuple[str | None, str, int | None]:
+    """(sweep folder, study name, trial number) when this job is part of a Hydra multirun."""
+    if not HydraConfig.initialized():
+        return None, "", None
+    hc = HydraConfig.get()
+    if hc.mode != RunMode.MULTIRUN:
+        return None, "", None
+    study = str(OmegaConf.select(hc, "sweeper.study_name", default="") or "")
+    return str(Path(hc.sweep.dir).resolve()), study, int(hc.job.num)
+
+
+def start_tracking(cfg: DictConfig, extra_tags: dict[str, Any] | None = None) -> NullTracker:
+    """Build the tracker, start this run (nested under a sweep's parent run) and log the config."""
+    tracker = build(cfg.tracking)
+    sweep_dir, study, trial = sweep_info()
+    name = f"{cfg.phase.name}-{cfg.model.name}-{cfg.data.name}" + (f"-trial{trial}" if trial is not None else "")
+    tags = {"phase": cfg.phase.name, "model": cfg.model.name, "data": cfg.data.name, **(extra_tags or {})}
+    tracker.start(name, tags, sweep_dir=sweep_dir, sweep_name=study)
+    tracker.log_params(flatten(cfg))
+    tracker.log_text(to_yaml(cfg), "config.yaml")
+    return tracker
+
+
+def write_metrics(cfg: DictConfig, metrics: dict[str, Any], tracker: NullTracker) -> Path:
+    """Write metrics.json to the run folder and log the metrics."""
+    out = output_dir(cfg)
+    out.mkdir(parents=True, exist_ok=True)
+    path = out / "metrics.json"
+    path.write_text(json.dumps(metrics, indent=2, sort_keys=True) + "\n")
+    tracker.log_metrics({k: v for k, v in metrics.items() if isinstance(v, (int, float))})
+    return path

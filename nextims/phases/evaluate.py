@@ -1,0 +1,45 @@
+"""Phase `evaluate`: score a saved spectrum model (ckpt_path=..., default the shipped NEIMS) on a split."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from omegaconf import DictConfig
+
+from nextims.evaluation.split_eval import evaluate_split
+from nextims.models.weights import load_model
+from nextims.phases.common import load_context, start_tracking, write_metrics
+from nextims.training.batches import SpectrumBatches, predict_intensities
+from nextims.training.runtime import select_device, set_threads
+
+DEFAULT_WEIGHTS = "neims_massbank.safetensors"
+
+
+def weights_path(cfg: DictConfig) -> Path:
+    """The weights to evaluate: ckpt_path, or the shipped NEIMS baseline."""
+    path = Path(cfg.ckpt_path) if cfg.get("ckpt_path") else Path(cfg.paths.weights_dir) / DEFAULT_WEIGHTS
+    if not path.exists():
+        raise FileNotFoundError(f"no weights at {path}; train one with `python -m nextims.train phase=baseline` "
+                                "and pass ckpt_path=<run folder>/model.safetensors")
+    return path
+
+
+def run(cfg: DictConfig) -> dict[str, Any]:
+    """Evaluate the model on cfg.phase.split and write metrics.json."""
+    set_threads(cfg.trainer.num_threads)
+    path = weights_path(cfg)
+    device = select_device(cfg.trainer.device)
+    model, card = load_model(path, device)
+    ctx = load_context(cfg)
+    tracker = start_tracking(cfg, {"weights": path.name})
+    try:
+        batches = SpectrumBatches(ctx.data, ctx.features, getattr(model, "needs_graph", False), device)
+        metrics = evaluate_split(ctx.data, lambda idx: predict_intensities(model, batches, idx), str(cfg.phase.split))
+        write_metrics(cfg, metrics, tracker)
+        print(" ".join(f"{k}={v:.4f}" for k, v in sorted(metrics.items())))
+    except BaseException:
+        tracker.end("FAILED")
+        raise
+    tracker.end()
+    return metrics

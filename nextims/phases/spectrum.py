@@ -1,0 +1,133 @@
+"""Phase `baseline`: train a spectrum model (NEIMS or k-NN), evaluate it on val and test, save it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import torch
+from hydra.core.hydra_config import HydraConfig
+from omegaconf import DictConfig, OmegaConf
+
+from nextims import __version__
+from nextims.config import build
+from nextims.data.cache import content_hash
+from nextims.evaluation.plots import close, mirror_plot
+from nextims.evaluation.split_eval import evaluate_split
+from nextims.losses import spectrum_loss
+from nextims.models.knn import TanimotoKNN
+from nextims.models.weights import save_weights
+from nextims.phases.common import SpectrumContext, load_context, output_dir, start_tracking, write_metrics
+from nextims.training.batches import SpectrumBatches, predict_intensities
+from nextims.training.loop import fit
+from nextims.training.runtime import seed_everything, select_device, set_threads
+
+DATA_LICENCES = {"massbank_ei": "CC BY-NC-SA 4.0 (the most restrictive licence of the MassBank records it was "
+                                "trained on; attribution: the MassBank consortium and each record's contributors)"}
+Predictor = Callable[[np.ndarray], np.ndarray]
+RUN_INDEPENDENT = ("tracking", "paths", "hparams_search", "experiment", "export_name")
+
+
+def checkpoint_dir(cfg: DictConfig) -> Path:
+    """A folder keyed by what defines the run, so the same command resumes the same training."""
+    spec = OmegaConf.to_container(cfg, resolve=True)
+    for key in RUN_INDEPENDENT:
+        spec.pop(key, None)
+    spec.get("trainer", {}).pop("resume", None)
+    return Path(cfg.paths.checkpoint_dir) / f"{cfg.phase.name}-{cfg.model.name}-{content_hash(spec)[:12]}"
+
+
+def train_knn(model: TanimotoKNN, ctx: SpectrumContext) -> Predictor:
+    """Fit k-NN on the training compounds' representative spectra."""
+    train = ctx.data.compound_indices("train")
+    rep = ctx.data.representative_records()
+    model.fit(ctx.fingerprints[train], ctx.data.spectra[rep[train]])
+    return lambda idx: model.predict(ctx.fingerprints[idx])
+
+
+def train_network(model: torch.nn.Module, ctx: SpectrumContext, cfg: DictConfig, tracker: Any) -> Predictor:
+    """Train a neural spectrum model with the shared loop; early stopping on validation recall."""
+    device = select_device(cfg.trainer.device)
+    model.to(device)
+    batches = SpectrumBatches(ctx.data, ctx.features, getattr(model, "needs_graph", False), device)
+    loss_cfg = OmegaConf.to_container(cfg.loss.spectrum, resolve=True)
+    loss_fn = spectrum_loss(loss_cfg.pop("name"), **loss_cfg)
+    train_records = ctx.data.record_indices("train")
+
+    def loss_step(m: torch.nn.Module, batch: dict[str, Any]) -> tuple[torch.Tensor, dict[str, float]]:
+        loss = loss_fn(m(batch), batch["target"])
+        return loss, {"loss": loss.item()}
+
+    def predictor(m: torch.nn.Module) -> Predictor:
+        return lambda idx: predict_intensities(m, batches, idx)
+
+    fit(model, loss_step,
+        epoch_batches=lambda epoch: batches.epoch(train_records, int(cfg.trainer.batch_size), int(cfg.seed) * 100003 + epoch),
+        validate=lambda m: evaluate_split(ctx.data, predictor(m), "val"),
+        cfg=OmegaConf.to_container(cfg.trainer, resolve=True), ckpt_dir=checkpoint_dir(cfg),
+        log=lambda metrics, step: tracker.log_metrics(metrics, step))
+    return predictor(model)
+
+
+def log_mirror_plots(ctx: SpectrumContext, predict: Predictor, tracker: Any) -> None:
+    """Mirror plots (predicted under observed) of the first few test compounds."""
+    n = int(getattr(tracker, "mirror_plots", 0))
+    compounds = ctx.data.compound_indices("test")[:n]
+    if not len(compounds):
+        return
+    predicted = predict(compounds)
+    rep = ctx.data.representative_records()
+    for c, p in zip(compounds, predicted):
+        record = ctx.data.records[rep[c]]
+        fig = mirror_plot(ctx.data.spectra[rep[c]], p, f"{record.id}  {record.smiles}")
+        tracker.log_figure(fig, f"mirror/{record.key}.png")
+        close(fig)
+
+
+def export(model: torch.nn.Module, card: dict[str, Any], cfg: DictConfig) -> Path:
+    """Write the shipped weights (fp16) and their card, with licence and the command that made them."""
+    overrides = list(HydraConfig.get().overrides.task) if HydraConfig.initialized() else []
+    card = {**card, "name": cfg.export_name, "licence": DATA_LICENCES.get(str(cfg.data.name), "see the training data"),
+            "command": " ".join(["python -m nextims.train", *overrides]), "nextims_version": __version__,
+            "torch_version": torch.__version__}
+    return save_weights(model, Path(cfg.paths.weights_dir) / str(cfg.export_name), card, fp16=True)
+
+
+def run(cfg: DictConfig) -> dict[str, Any]:
+    """Train, evaluate (val and test), save weights and a model card in the run folder."""
+    seed_everything(int(cfg.seed))
+    set_threads(cfg.trainer.num_threads)
+    ctx = load_context(cfg)
+    tracker = start_tracking(cfg)
+    try:
+        summary = ctx.data.summary()
+        tracker.log_dict(summary, "dataset_report.json")
+        tracker.log_text(ctx.data.report.format(), "dataset_report.txt")
+        tracker.log_metrics({"data/kept": ctx.data.report.kept,
+                             **{f"data/dropped/{k}": v for k, v in ctx.data.report.dropped.items()}})
+        model = build(cfg.model)
+        if isinstance(model, TanimotoKNN):
+            predict = train_knn(model, ctx)
+        else:
+            predict = train_network(model, ctx, cfg, tracker)
+        metrics = {**evaluate_split(ctx.data, predict, "val"), **evaluate_split(ctx.data, predict, "test")}
+        out = output_dir(cfg)
+        if isinstance(model, torch.nn.Module):
+            card = {"model": OmegaConf.to_container(cfg.model, resolve=True),
+                    "featurizer": OmegaConf.to_container(cfg.featurizer, resolve=True),
+                    "data": {"name": cfg.data.name, "max_mz": int(cfg.data.max_mz),
+                             "split": OmegaConf.to_container(cfg.data.split, resolve=True),
+                             "counts": summary["split_counts"]},
+                    "metrics": metrics, "task": "spectrum"}
+            save_weights(model.cpu(), out / "model", card)
+            if cfg.get("export_name"):
+                export(model, card, cfg)
+        log_mirror_plots(ctx, predict, tracker)
+        write_metrics(cfg, metrics, tracker)
+        print(" ".join(f"{k}={v:.4f}" for k, v in sorted(metrics.items())))
+    except BaseException:
+        tracker.end("FAILED")
+        raise
+    tracker.end()
+    return metrics

@@ -1,0 +1,59 @@
+"""Mini-batches of (features, observed spectrum) pairs for the spectrum models."""
+
+from __future__ import annotations
+
+from typing import Iterator
+
+import numpy as np
+import torch
+from torch_geometric.data import Batch
+
+from nextims.data.feature_store import FeatureSet
+from nextims.data.spectra import SpectraData
+
+
+class SpectrumBatches:
+    """Builds model inputs for compounds and training batches for records."""
+
+    def __init__(self, data: SpectraData, features: FeatureSet, needs_graph: bool, device: torch.device) -> None:
+        self.data = data
+        self.features = features
+        self.needs_graph = needs_graph
+        self.device = device
+        self.fp = torch.from_numpy(np.asarray(features.fingerprints, dtype=np.float32))
+        self.mass = torch.from_numpy(np.asarray(data.compound_masses, dtype=np.int64))
+        self.spectra = torch.from_numpy(data.spectra)
+
+    def compounds(self, compound_idx: np.ndarray) -> dict[str, torch.Tensor]:
+        """Model inputs for the given compounds."""
+        idx = torch.as_tensor(np.asarray(compound_idx, dtype=np.int64))
+        batch = {"fp": self.fp[idx].to(self.device), "mass": self.mass[idx].to(self.device)}
+        if self.needs_graph:
+            batch["graph"] = Batch.from_data_list([self.features.graph(int(i)) for i in idx]).to(self.device)
+        return batch
+
+    def records(self, record_idx: np.ndarray) -> dict[str, torch.Tensor]:
+        """Model inputs plus `target` spectra for the given records."""
+        record_idx = np.asarray(record_idx, dtype=np.int64)
+        batch = self.compounds(self.data.record_compound[record_idx])
+        batch["target"] = self.spectra[torch.as_tensor(record_idx)].to(self.device)
+        return batch
+
+    def epoch(self, record_idx: np.ndarray, batch_size: int, seed: int) -> Iterator[dict[str, torch.Tensor]]:
+        """Shuffled training batches; the order depends only on the seed."""
+        order = np.random.default_rng(seed).permutation(np.asarray(record_idx))
+        for s in range(0, len(order), batch_size):
+            yield self.records(order[s:s + batch_size])
+
+
+@torch.no_grad()
+def predict_intensities(model: torch.nn.Module, batches: SpectrumBatches, compound_idx: np.ndarray,
+                        batch_size: int = 512) -> np.ndarray:
+    """Predicted spectra (intensities, squared from the models' square-root output) for compounds."""
+    was_training = model.training
+    model.eval()
+    out = [model(batches.compounds(compound_idx[s:s + batch_size])).float().pow(2).cpu().numpy()
+           for s in range(0, len(compound_idx), batch_size)]
+    model.train(was_training)
+    width = batches.data.max_mz + 1
+    return np.concatenate(out) if out else np.zeros((0, width), np.float32)

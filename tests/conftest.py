@@ -1,0 +1,42 @@
+"""Shared fixtures: the real Hydra configs, composed and shrunk to tiny runs in a temporary folder."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Callable
+
+import pytest
+from hydra import compose, initialize_config_dir
+from hydra.core.global_hydra import GlobalHydra
+from hydra.core.hydra_config import HydraConfig
+from omegaconf import DictConfig, open_dict
+
+from nextims.config import conf_dir, register_resolvers
+
+TESTS_DIR = Path(__file__).resolve().parent
+DATA_DIR = TESTS_DIR / "data"
+
+TINY = ["data=tiny", "trainer=tiny", "tracking=none", "model.hidden_dim=64", "model.num_blocks=1",
+        "featurizer.fp_bits=512"]
+
+
+@pytest.fixture
+def compose_cfg(tmp_path: Path) -> Callable[..., DictConfig]:
+    """Compose conf/<name>.yaml with overrides; run folders, caches and checkpoints go to tmp_path."""
+    register_resolvers()
+
+    def _compose(overrides: list[str] = (), name: str = "train") -> DictConfig:
+        GlobalHydra.instance().clear()
+        with initialize_config_dir(str(conf_dir()), version_base="1.3"):
+            cfg = compose(name, overrides=list(overrides), return_hydra_config=True)
+        with open_dict(cfg):
+            cfg.paths.output_dir = str(tmp_path / "run")
+            cfg.paths.cache_dir = str(tmp_path / "cache")
+            cfg.paths.checkpoint_dir = str(tmp_path / "checkpoints")
+        HydraConfig().set_config(cfg)
+        with open_dict(cfg):
+            del cfg["hydra"]
+        return cfg
+
+    yield _compose
+    GlobalHydra.instance().clear()

@@ -1,0 +1,53 @@
+"""One tiny epoch through the real entry point's `train(cfg)`, for every spectrum model and phase."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from nextims.train import train
+from tests.conftest import TINY
+
+
+def test_neims_tiny_epoch_writes_metrics_and_weights(compose_cfg) -> None:
+    cfg = compose_cfg(TINY + ["model=neims"])
+    metrics = train(cfg)
+    out = Path(cfg.paths.output_dir)
+    saved = json.loads((out / "metrics.json").read_text())
+    assert saved == pytest.approx(metrics)
+    for split in ("val", "test"):
+        for key in ("recall@1", "recall@5", "recall@10", "recall@10_mass5", "cosine", "wdp", "entropy"):
+            assert 0.0 <= metrics[f"{split}/{key}"] <= 1.0
+        assert metrics[f"{split}/recall@1"] <= metrics[f"{split}/recall@10"] <= metrics[f"{split}/recall@10_mass5"]
+    assert (out / "model.safetensors").exists() and (out / "model.json").exists()
+    assert (Path(cfg.paths.checkpoint_dir)).glob("*/last.ckpt")
+
+
+def test_evaluate_phase_reproduces_training_metrics(compose_cfg) -> None:
+    cfg = compose_cfg(TINY + ["model=neims"])
+    metrics = train(cfg)
+    weights = Path(cfg.paths.output_dir) / "model.safetensors"
+    cfg_eval = compose_cfg(TINY + ["phase=evaluate", f"ckpt_path={weights}"])
+    evaluated = train(cfg_eval)
+    for key, value in evaluated.items():
+        assert value == pytest.approx(metrics[key], abs=2e-3), key
+
+
+def test_knn_baseline(compose_cfg) -> None:
+    metrics = train(compose_cfg(TINY + ["model=knn"]))
+    assert 0.0 < metrics["test/recall@10"] <= 1.0
+
+
+def test_dataset_report_counts_drops(compose_cfg) -> None:
+    from nextims.data.spectra import load_spectra
+    from omegaconf import OmegaConf
+
+    data = load_spectra(OmegaConf.to_container(compose_cfg(TINY).data, resolve=True))
+    report = data.report.to_dict()
+    # the tiny file holds 2 records of each dropped kind (see tests/data/README.md)
+    for reason in ("parent_of_derivative", "isotope_labeled", "ms2", "ionization_energy", "no_structure"):
+        assert report["dropped"].get(reason, 0) >= 1, reason
+    assert report["kept"] == len(data)
+    assert set(data.split) <= {"train", "val", "test"}

@@ -1,0 +1,71 @@
+"""Binning, the drop report, and the dataset filters with their reasons."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from nextims.data.spectra import filter_record
+from nextims.errors import DropReport, RecordError, handle
+from nextims.spectrum import Spectrum, bin_spectrum, validate_peaks
+
+FILTERS = {"drop_parent_of_derivative": True, "drop_isotope_labeled": True, "drop_ms2": True, "min_energy_ev": 60,
+           "max_energy_ev": 80, "keep_unspecified_energy": True, "drop_charged": True, "drop_mixtures": True,
+           "max_molecule_mass": 500, "min_peaks": 1}
+
+
+def spec(smiles: str = "CCO", peaks: tuple = ((31.0, 100.0), (45.0, 50.0), (46.02, 20.0)), **meta) -> Spectrum:
+    """A small spectrum record."""
+    mz, intensity = zip(*peaks)
+    return Spectrum(np.array(mz), np.array(intensity), {"id": "R1", "smiles": smiles, **meta})
+
+
+def test_bin_spectrum_rounds_sums_scales_and_cuts() -> None:
+    s = Spectrum(np.array([10.4, 9.6, 20.0, 700.0]), np.array([1.0, 1.0, 4.0, 9.0]))
+    b = bin_spectrum(s, max_mz=100)
+    assert b.shape == (101,)
+    assert b[10] == pytest.approx(0.5) and b[20] == pytest.approx(1.0) and b.sum() == pytest.approx(1.5)
+
+
+def test_validate_peaks_reasons() -> None:
+    cases = {"no_peaks": ([], []), "nan_value": ([1.0], [np.nan]), "negative_intensity": ([10.0], [-1.0]),
+             "mz_out_of_range": ([-5.0], [1.0])}
+    for reason, (mz, inten) in cases.items():
+        with pytest.raises(RecordError) as err:
+            validate_peaks(np.array(mz), np.array(inten), "X1")
+        assert err.value.reason == reason and "X1" in str(err.value)
+
+
+def test_drop_report_counts_and_strict_mode() -> None:
+    report = DropReport("t")
+    handle(RecordError("a", "bad_smiles", "C1CC"), report)
+    handle(RecordError("b", "bad_smiles"), report)
+    report.keep(3)
+    assert report.to_dict()["dropped"] == {"bad_smiles": 2} and report.kept == 3
+    assert "bad_smiles" in report.format() and "a: C1CC" in report.format()
+    with pytest.raises(RecordError):
+        handle(RecordError("c", "no_peaks"), None)
+
+
+@pytest.mark.parametrize("record,reason", [
+    (spec(ms_type="MS2"), "ms2"),
+    (spec(isotope_labeled=True), "isotope_labeled"),
+    (spec(smiles_is_underivatized_parent=True), "parent_of_derivative"),
+    (spec(ionization_energy_ev=20.0), "ionization_energy"),
+    (spec(smiles=None), "no_structure"),
+    (spec(smiles="C1CC(("), "bad_smiles"),
+    (spec(smiles="CCO.Cl"), "mixture_or_salt"),
+    (spec(smiles="C[N+](C)(C)C"), "charged"),
+    (spec(smiles="C" * 40), "too_heavy"),
+    (spec(peaks=((600.0, 5.0),)), "no_peaks_in_range"),
+])
+def test_filter_reasons(record: Spectrum, reason: str) -> None:
+    with pytest.raises(RecordError) as err:
+        filter_record(record, FILTERS, max_mz=500)
+    assert err.value.reason == reason and err.value.record == "R1"
+
+
+def test_filter_keeps_good_record_with_key_and_mass() -> None:
+    kept = filter_record(spec(ionization_energy_ev=70.0), FILTERS, max_mz=500)
+    assert kept.key == "LFQSCWFLJHTTHZ" and kept.mass == 46 and kept.smiles == "CCO"
+    assert kept.spectrum[31] == pytest.approx(1.0) and kept.spectrum[46] == pytest.approx(0.2)
