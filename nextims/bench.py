@@ -13,7 +13,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from nextims.config import build, conf_dir, register_resolvers
 from nextims.evaluation.split_eval import evaluate_split
-from nextims.models.weights import load_model, read_card
+from nextims.models.weights import check_compatible, load_model, read_card
 from nextims.phases.common import SpectrumContext, load_context
 from nextims.phases.spectrum import train_knn
 from nextims.training.batches import SpectrumBatches, predict_intensities
@@ -39,7 +39,8 @@ def spectrum_predictors(cfg: DictConfig, ctx: SpectrumContext) -> dict[str, Call
     for path in sorted(Path(cfg.bench.weights).glob("*.safetensors")):
         if read_card(path).get("task", "spectrum") != "spectrum":
             continue
-        model, _ = load_model(path, device)
+        model, card = load_model(path, device)
+        check_compatible(card, OmegaConf.to_container(cfg.featurizer, resolve=True), int(cfg.data.max_mz), path)
         batches = SpectrumBatches(ctx.data, ctx.features, getattr(model, "needs_graph", False), device)
         predictors[path.stem] = (lambda m, b: lambda idx: predict_intensities(m, b, idx))(model, batches)
     for name in cfg.bench.reference_models:

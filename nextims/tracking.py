@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 from pathlib import Path
@@ -10,6 +11,16 @@ from typing import Any
 from filelock import FileLock
 
 MAX_PARAM_LENGTH = 6000
+
+
+def store_lock(uri: str) -> FileLock | contextlib.nullcontext:
+    """A file lock beside a sqlite store (nothing for a server)."""
+    prefix = "sqlite:///"
+    if not uri.startswith(prefix):
+        return contextlib.nullcontext()
+    path = Path(uri[len(prefix):])
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return FileLock(str(path) + ".lock")
 
 
 def metric_name(key: str) -> str:
@@ -54,19 +65,19 @@ class MlflowTracker(NullTracker):
 
         self.uri = uri
         self.mirror_plots = mirror_plots
-        self.client = MlflowClient(tracking_uri=uri)
-        exp = self.client.get_experiment_by_name(experiment)
-        if exp is None:
-            location = None
-            if artifact_root and not uri.startswith(("http://", "https://")):
-                location = Path(artifact_root).resolve().as_uri()
-            try:
-                self.experiment_id = self.client.create_experiment(experiment, artifact_location=location)
-            except Exception:  # created meanwhile by a parallel sweep trial
-                self.experiment_id = self.client.get_experiment_by_name(experiment).experiment_id
-        else:
-            self.experiment_id = exp.experiment_id
+        with store_lock(uri):  # parallel sweep trials must not create the sqlite tables twice
+            self.client = MlflowClient(tracking_uri=uri)
+            self.experiment_id = self._experiment_id(experiment, artifact_root)
         self.run_id: str | None = None
+
+    def _experiment_id(self, name: str, artifact_root: str | None) -> str:
+        exp = self.client.get_experiment_by_name(name)
+        if exp is not None:
+            return exp.experiment_id
+        location = None
+        if artifact_root and not self.uri.startswith(("http://", "https://")):
+            location = Path(artifact_root).resolve().as_uri()
+        return self.client.create_experiment(name, artifact_location=location)
 
     def _parent_run(self, sweep_dir: str, sweep_name: str) -> str:
         """The sweep's parent run id, created once per sweep folder (safe across parallel trials)."""

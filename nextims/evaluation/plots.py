@@ -9,6 +9,8 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
+from nextims.spectrum import Spectrum  # noqa: E402
+
 
 def mirror_plot(observed: np.ndarray, predicted: np.ndarray, title: str) -> Figure:
     """A mirror plot of two binned spectra, each scaled to a maximum of 100."""
@@ -30,3 +32,16 @@ def mirror_plot(observed: np.ndarray, predicted: np.ndarray, title: str) -> Figu
 def close(fig: Figure) -> None:
     """Release a figure."""
     plt.close(fig)
+
+
+def spectrum_plot(spectrum: Spectrum, title: str) -> Figure:
+    """A stick plot of one spectrum (relative intensity, maximum 100)."""
+    fig, ax = plt.subplots(figsize=(8, 3))
+    top = spectrum.intensities.max() if len(spectrum) else 1.0
+    ax.vlines(spectrum.mz, 0, 100 * spectrum.intensities / top, color="black", linewidth=1)
+    ax.set_xlabel("m/z")
+    ax.set_ylabel("relative intensity")
+    ax.set_ylim(0, 105)
+    ax.set_title(title, fontsize=9)
+    fig.tight_layout()
+    return fig

@@ -44,3 +44,13 @@ def load_model(path: Path, device: torch.device | str = "cpu") -> tuple[torch.nn
     state = {k: v.float() if v.is_floating_point() else v for k, v in load_file(str(path.with_suffix(".safetensors"))).items()}
     model.load_state_dict(state)
     return model.to(device).eval(), card
+
+
+def check_compatible(card: dict[str, Any], featurizer: dict[str, Any], max_mz: int, path: Path) -> None:
+    """Raise ValueError when a saved model was trained with other features or another m/z range."""
+    if card.get("featurizer") != featurizer:
+        raise ValueError(f"{path}: trained with featurizer {card.get('featurizer')}, the config has {featurizer}; "
+                         "pass the same featurizer options")
+    trained_mz = card.get("data", {}).get("max_mz")
+    if trained_mz is not None and int(trained_mz) != int(max_mz):
+        raise ValueError(f"{path}: predicts m/z up to {trained_mz}, the config has data.max_mz={max_mz}")

@@ -5,10 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 from nextims.evaluation.split_eval import evaluate_split
-from nextims.models.weights import load_model
+from nextims.models.weights import check_compatible, load_model
 from nextims.phases.common import load_context, start_tracking, write_metrics
 from nextims.training.batches import SpectrumBatches, predict_intensities
 from nextims.training.runtime import select_device, set_threads
@@ -31,6 +31,7 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     path = weights_path(cfg)
     device = select_device(cfg.trainer.device)
     model, card = load_model(path, device)
+    check_compatible(card, OmegaConf.to_container(cfg.featurizer, resolve=True), int(cfg.data.max_mz), path)
     ctx = load_context(cfg)
     tracker = start_tracking(cfg, {"weights": path.name})
     try:

@@ -26,15 +26,14 @@ from nextims.training.runtime import seed_everything, select_device, set_threads
 DATA_LICENCES = {"massbank_ei": "CC BY-NC-SA 4.0 (the most restrictive licence of the MassBank records it was "
                                 "trained on; attribution: the MassBank consortium and each record's contributors)"}
 Predictor = Callable[[np.ndarray], np.ndarray]
-RUN_INDEPENDENT = ("tracking", "paths", "hparams_search", "experiment", "export_name")
+RUN_DEFINING = ("seed", "phase", "data", "featurizer", "model", "loss", "trainer")
 
 
 def checkpoint_dir(cfg: DictConfig) -> Path:
     """A folder keyed by what defines the run, so the same command resumes the same training."""
-    spec = OmegaConf.to_container(cfg, resolve=True)
-    for key in RUN_INDEPENDENT:
-        spec.pop(key, None)
-    spec.get("trainer", {}).pop("resume", None)
+    resolved = OmegaConf.to_container(cfg, resolve=True)
+    spec = {k: resolved.get(k) for k in RUN_DEFINING}
+    spec["trainer"].pop("resume", None)
     return Path(cfg.paths.checkpoint_dir) / f"{cfg.phase.name}-{cfg.model.name}-{content_hash(spec)[:12]}"
 
 

@@ -36,7 +36,8 @@ def test_evaluate_phase_reproduces_training_metrics(compose_cfg) -> None:
 
 
 def test_knn_baseline(compose_cfg) -> None:
-    metrics = train(compose_cfg(TINY + ["model=knn"]))
+    overrides = [o for o in TINY if not o.startswith("model.")]
+    metrics = train(compose_cfg(overrides + ["model=knn"]))
     assert 0.0 < metrics["test/recall@10"] <= 1.0
 
 

@@ -1,0 +1,243 @@
+"""BDE-db2-format tables of homolytic bond-dissociation energies: streamed reading and row validation.
+
+A table has one row per broken bond: `molecule` (SMILES), `bond_index` (RDKit bond index in the molecule
+after `Chem.AddHs`), `fragment1`, `fragment2` (the two radicals' SMILES), `bde` and optionally `bdfe`
+(kcal/mol) and `set` (train/valid/test). Other columns (rid, bond_type, bdscfe, an unnamed index) are
+ignored. A row is valid when its SMILES parses, the bond exists, and breaking it gives its fragments.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import math
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+
+import numpy as np
+from rdkit import Chem, rdBase
+
+from nextims.data.featurize import mol_from_smiles
+from nextims.errors import DropReport, RecordError, handle
+from nextims.io.text import open_binary
+
+REQUIRED_COLUMNS = ("molecule", "bond_index", "fragment1", "fragment2", "bde")
+OPTIONAL_COLUMNS = ("bdfe", "set")
+SET_NAMES = {"train": "train", "valid": "val", "val": "val", "validation": "val", "test": "test"}
+
+_REMOVE_HS = Chem.RemoveHsParameters()
+_REMOVE_HS.removeDefiningBondStereo = True  # a vinyl radical's H would otherwise stay explicit
+
+
+@dataclass(frozen=True)
+class BDERow:
+    """One homolytic bond dissociation: bond `bond_index` of the explicit-hydrogen molecule."""
+
+    record: str  # file:line
+    molecule: str
+    bond_index: int
+    fragments: tuple[str, str]
+    bde: float
+    bdfe: float  # NaN when the table has none
+    set: str  # "" when the table has no set column
+
+
+@dataclass
+class MoleculeTargets:
+    """A validated molecule: its explicit-H RDKit molecule and (bde, bdfe) per bond, NaN where unknown."""
+
+    smiles: str  # as written in the table
+    mol: Chem.Mol  # after Chem.AddHs: bond b is the table's bond_index b
+    targets: np.ndarray  # float32 (num_bonds, 2): bde, bdfe
+    bond_class: np.ndarray  # int32 (num_bonds,): the first bond of each bond's symmetry class
+    set: str
+    propagated: int  # bonds given the value of a symmetry-equivalent bond
+
+
+def _column_positions(header: list[str], columns: Mapping[str, str], path: Path) -> dict[str, int]:
+    """Where each of our columns is in the file's header (ValueError naming the missing ones)."""
+    names = [h.strip() for h in header]
+    positions = {}
+    for ours in REQUIRED_COLUMNS + OPTIONAL_COLUMNS:
+        theirs = columns.get(ours, ours)
+        if theirs in names:
+            positions[ours] = names.index(theirs)
+    missing = [columns.get(c, c) for c in REQUIRED_COLUMNS if c not in positions]
+    if missing:
+        raise ValueError(f"{path}: no column {', '.join(missing)} in the header {names}")
+    return positions
+
+
+def _parse_row(fields: list[str], positions: dict[str, int], record: str) -> BDERow:
+    """A BDERow from one CSV line's fields, or RecordError (bad_row, bad_value)."""
+    if len(fields) <= max(positions.values()):
+        raise RecordError(record, "bad_row", f"{len(fields)} fields")
+    get = {k: fields[i].strip() for k, i in positions.items()}
+    try:
+        bond_index = int(get["bond_index"])
+    except ValueError:
+        raise RecordError(record, "bad_row", f"bond_index {get['bond_index']!r} is not an integer") from None
+    try:
+        bde = float(get["bde"])
+        bdfe = float(get["bdfe"]) if get.get("bdfe") else math.nan
+    except ValueError as err:
+        raise RecordError(record, "bad_value", str(err)) from None
+    if not math.isfinite(bde) or math.isinf(bdfe):
+        raise RecordError(record, "bad_value", f"bde {get['bde']!r}, bdfe {get.get('bdfe')!r}")
+    return BDERow(record, get["molecule"], bond_index, (get["fragment1"], get["fragment2"]), bde, bdfe,
+                  get.get("set", ""))
+
+
+def read_rows(path: str | Path, columns: Mapping[str, str] | None = None,
+              report: DropReport | None = None) -> Iterator[BDERow]:
+    """Stream the rows of a BDE-db2-format CSV (plain, .gz, .xz or .bz2).
+
+    `columns` maps our column names to the file's where they differ (e.g. {"molecule": "smiles",
+    "bde": "exp_kcal_mol"}). Malformed rows raise RecordError, or are counted in report and skipped.
+    """
+    path = Path(path)
+    with open_binary(path) as raw, io.TextIOWrapper(raw, encoding="utf-8-sig", newline="") as text:
+        reader = csv.reader(text)
+        header = next(reader, None)
+        if header is None:
+            raise ValueError(f"{path} is empty")
+        positions = _column_positions(header, dict(columns or {}), path)
+        for fields in reader:
+            if not any(f.strip() for f in fields):
+                continue
+            try:
+                yield _parse_row(fields, positions, f"{path.name}:{reader.line_num}")
+            except RecordError as err:
+                handle(err, report)
+
+
+def group_by_molecule(rows: Iterable[BDERow]) -> dict[str, list[BDERow]]:
+    """Rows grouped by molecule SMILES, in order of first appearance."""
+    groups: dict[str, list[BDERow]] = {}
+    for row in rows:
+        groups.setdefault(row.molecule, []).append(row)
+    return groups
+
+
+@lru_cache(maxsize=200_000)
+def canonical_fragment(smiles: str) -> tuple[str, str] | None:
+    """(isomeric, non-isomeric) canonical SMILES of a radical fragment; None when it does not parse."""
+    if not smiles:
+        return "", ""
+    with rdBase.BlockLogs():
+        mol = Chem.MolFromSmiles(smiles)
+    if mol is None:
+        return None
+    return Chem.MolToSmiles(mol), Chem.MolToSmiles(mol, isomericSmiles=False)
+
+
+def break_bond(mol_h: Chem.Mol, bond_index: int) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """Homolysis of bond `bond_index` of an explicit-H molecule: (isomeric, non-isomeric) sorted fragment SMILES.
+
+    Each end of the bond gets one radical electron. Breaking a ring bond gives one (diradical) fragment.
+    Raises ValueError when the radicals cannot be sanitized.
+    """
+    rw = Chem.RWMol(mol_h)
+    bond = rw.GetBondWithIdx(bond_index)
+    ends = bond.GetBeginAtomIdx(), bond.GetEndAtomIdx()
+    rw.RemoveBond(*ends)
+    for idx in ends:
+        atom = rw.GetAtomWithIdx(idx)
+        atom.SetNumRadicalElectrons(atom.GetNumRadicalElectrons() + 1)
+        atom.SetNoImplicit(True)
+    with rdBase.BlockLogs():
+        Chem.SanitizeMol(rw)
+        mol = Chem.RemoveHs(rw, _REMOVE_HS)
+    frags = Chem.GetMolFrags(mol, asMols=True, sanitizeFrags=False)
+    return (tuple(sorted(Chem.MolToSmiles(f) for f in frags)),
+            tuple(sorted(Chem.MolToSmiles(f, isomericSmiles=False) for f in frags)))
+
+
+def _fragments_match(found: tuple[tuple[str, ...], tuple[str, ...]], given: tuple[str, str]) -> bool:
+    """Whether the table's fragments are the ones breaking the bond gives (stereo-blind when stereo differs).
+
+    A ring bond gives one fragment; the table then lists it twice or once beside an empty one.
+    """
+    canon = [canonical_fragment(g) for g in given]
+    if any(c is None for c in canon):
+        return False
+    for k in (0, 1):  # isomeric first; stereo perception differs between RDKit versions
+        expected = tuple(sorted(c[k] for c in canon))
+        if len(found[k]) == 1:
+            expected = tuple(sorted({e for e in expected if e}))
+        if found[k] == expected:
+            return True
+    return False
+
+
+def symmetry_classes(mol_h: Chem.Mol) -> np.ndarray:
+    """For each bond, the index of the first bond with the same unordered pair of symmetry classes of its atoms."""
+    ranks = list(Chem.CanonicalRankAtoms(mol_h, breakTies=False))
+    first: dict[tuple[int, int], int] = {}
+    out = np.empty(mol_h.GetNumBonds(), dtype=np.int32)
+    for bond in mol_h.GetBonds():
+        a, b = ranks[bond.GetBeginAtomIdx()], ranks[bond.GetEndAtomIdx()]
+        out[bond.GetIdx()] = first.setdefault((min(a, b), max(a, b)), bond.GetIdx())
+    return out
+
+
+def validate_molecule(smiles: str, rows: list[BDERow], report: DropReport | None = None,
+                      propagate: bool = True) -> MoleculeTargets | None:
+    """Check a molecule's rows and collect its per-bond targets (None when no row is valid).
+
+    Reasons: bad_smiles (every row of the molecule), bond_index_out_of_range, fragment_mismatch,
+    duplicate (a second row for the same bond). With propagate, a bond without a row takes the value of
+    a symmetry-equivalent bond. Bad rows raise RecordError, or are counted in report and skipped.
+    """
+    try:
+        mol_h = Chem.AddHs(mol_from_smiles(smiles, rows[0].record))
+    except RecordError as err:
+        if report is None:
+            raise
+        for row in rows:
+            report.drop("bad_smiles", row.record, err.detail)
+        return None
+    num_bonds = mol_h.GetNumBonds()
+    targets = np.full((num_bonds, 2), np.nan, dtype=np.float32)
+    classes = symmetry_classes(mol_h)
+    fragments: dict[int, tuple[tuple[str, ...], tuple[str, ...]] | None] = {}
+    kept = 0
+    for row in rows:
+        try:
+            if not 0 <= row.bond_index < num_bonds:
+                raise RecordError(row.record, "bond_index_out_of_range",
+                                  f"bond {row.bond_index} of {smiles} ({num_bonds} bonds with hydrogens)")
+            if not np.isnan(targets[row.bond_index, 0]):
+                raise RecordError(row.record, "duplicate", f"bond {row.bond_index} of {smiles} again")
+            cls = int(classes[row.bond_index])
+            if cls not in fragments:
+                try:
+                    fragments[cls] = break_bond(mol_h, row.bond_index)
+                except ValueError:
+                    fragments[cls] = None
+            found = fragments[cls]
+            if found is None or not _fragments_match(found, row.fragments):
+                raise RecordError(row.record, "fragment_mismatch",
+                                  f"bond {row.bond_index} of {smiles} gives {found and found[0]}, "
+                                  f"not {row.fragments}")
+        except RecordError as err:
+            handle(err, report)
+            continue
+        targets[row.bond_index] = row.bde, row.bdfe
+        kept += 1
+    if report is not None:
+        report.keep(kept)
+    if not kept:
+        return None
+    propagated = 0
+    if propagate:
+        unknown = np.isnan(targets[:, 0])
+        for cls in np.unique(classes[unknown]):
+            members = np.nonzero(classes == cls)[0]
+            known = members[~unknown[members]]
+            if len(known):
+                targets[members[unknown[members]]] = targets[known[0]]
+        propagated = int(np.count_nonzero(~np.isnan(targets[:, 0]))) - kept
+    return MoleculeTargets(smiles, mol_h, targets, classes, rows[0].set, propagated)

@@ -1,0 +1,121 @@
+"""Predict EI mass spectra: `python -m nextims.predict input=<SMILES or file> output=<out.msp|out.json>`."""
+
+from __future__ import annotations
+
+import itertools
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Iterable, Iterator
+
+import hydra
+from omegaconf import DictConfig
+from tqdm import tqdm
+
+from nextims.config import register_resolvers
+from nextims.data.molecules import InputMolecule, PreparedMolecule, prepare_molecule, read_molecules
+from nextims.errors import DropReport, RecordError
+from nextims.io.msp import write_msp
+from nextims.predictor import SpectrumPredictor, weights_file
+from nextims.spectrum import Spectrum, unbin_spectrum
+
+register_resolvers()
+
+
+def predicted_spectra(predictor: SpectrumPredictor, items: Iterable[InputMolecule], cfg: DictConfig,
+                      report: DropReport, failures: list[tuple[str, str, str]]) -> Iterator[Spectrum]:
+    """Stream predicted spectra in batches; molecules that fail are counted, listed and skipped."""
+    model_name = Path(str(cfg.weights)).stem
+    progress = tqdm(unit="mol", disable=not cfg.progress, desc="predicting")
+    iterator = iter(items)
+    while chunk := list(itertools.islice(iterator, int(cfg.batch_size))):
+        prepared: list[PreparedMolecule] = []
+        for item in chunk:
+            try:
+                prepared.append(prepare_molecule(item, predictor.max_mz, int(cfg.max_heavy_atoms)))
+            except RecordError as err:
+                report.drop_error(err)
+                failures.append((err.record, err.reason, err.detail))
+        for mol, binned in zip(prepared, predictor.predict(prepared)):
+            comment = f"predicted by NExtIMS ({model_name}), 70 eV EI, unit m/z" + (f"; {mol.note}" if mol.note else "")
+            spectrum = unbin_spectrum(binned, {"id": mol.name, "name": mol.name, "smiles": mol.smiles,
+                                               "inchikey": mol.inchikey, "formula": mol.formula, "mw": mol.mass,
+                                               "comments": comment}, min_relative=float(cfg.min_relative_intensity))
+            if not len(spectrum):
+                report.drop("empty_prediction", mol.name)
+                failures.append((mol.name, "empty_prediction", ""))
+                continue
+            report.keep()
+            yield spectrum
+        progress.update(len(chunk))
+    progress.close()
+
+
+def write_json(spectra: Iterable[Spectrum], path: Path) -> int:
+    """Write spectra as a JSON list (metadata plus [[mz, relative intensity], ...]), atomically."""
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    count = 0
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as out:
+            out.write("[\n")
+            for s in spectra:
+                record = {**s.metadata, "peaks": [[int(m), round(float(i), 4)] for m, i in zip(s.mz, s.intensities)]}
+                out.write((",\n" if count else "") + json.dumps(record))
+                count += 1
+            out.write("\n]\n")
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return count
+
+
+def save_plots(spectra: Iterable[Spectrum], folder: Path) -> Iterator[Spectrum]:
+    """Pass spectra through, saving a stick plot of each as <folder>/<n>_<name>.png."""
+    from nextims.evaluation.plots import close, spectrum_plot
+
+    folder.mkdir(parents=True, exist_ok=True)
+    for i, s in enumerate(spectra, 1):
+        fig = spectrum_plot(s, f"{s.get('name')}  {s.get('smiles')}")
+        safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in str(s.get("name")))[:60]
+        fig.savefig(folder / f"{i:05d}_{safe}.png", dpi=80)
+        close(fig)
+        yield s
+
+
+def run_predict(cfg: DictConfig) -> DropReport:
+    """Predict spectra for cfg.input and write cfg.output; returns the report of written and failed molecules."""
+    predictor = SpectrumPredictor.load(weights_file(str(cfg.weights), Path(cfg.paths.weights_dir)), str(cfg.device))
+    output = Path(str(cfg.output))
+    if output.suffix.lower() not in (".msp", ".json"):
+        raise ValueError(f"output {output}: use a .msp or .json file name")
+    output.parent.mkdir(parents=True, exist_ok=True)
+    report, failures = DropReport("predict"), []
+    items = read_molecules(str(cfg.input), str(cfg.smiles_column), str(cfg.name_column))
+    spectra = predicted_spectra(predictor, items, cfg, report, failures)
+    if cfg.plots:
+        spectra = save_plots(spectra, Path(str(cfg.plots)))
+    if output.suffix.lower() == ".msp":
+        write_msp(spectra, output, intensity_scale=999.0, min_relative=float(cfg.min_relative_intensity))
+    else:
+        write_json(spectra, output)
+    errors = output.with_name(output.name + ".errors.tsv")
+    if failures:
+        errors.write_text("name\treason\tdetail\n" + "".join(f"{n}\t{r}\t{d}\n" for n, r, d in failures))
+    else:
+        errors.unlink(missing_ok=True)
+    print(f"wrote {report.kept} spectra to {output}" + (f"; {len(failures)} failed, listed in {errors}" if failures else ""))
+    if failures:
+        print(report.format())
+    return report
+
+
+@hydra.main(version_base="1.3", config_path="../conf", config_name="predict")
+def main(cfg: DictConfig) -> None:
+    """Hydra entry."""
+    run_predict(cfg)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,67 @@
+"""A saved spectrum model together with the featurization it was trained with."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+import torch
+from omegaconf import OmegaConf
+from torch_geometric.data import Batch
+
+from nextims.config import build
+from nextims.data.featurize import count_morgan
+from nextims.data.molecules import PreparedMolecule
+from nextims.models.weights import load_model
+from nextims.training.runtime import select_device
+
+
+def weights_file(model: str, weights_dir: Path) -> Path:
+    """A shipped model's name, or a path to a .safetensors file."""
+    path = Path(model)
+    if path.suffix != ".safetensors":
+        path = Path(weights_dir) / f"{model}.safetensors"
+    if not path.exists():
+        known = sorted(p.stem for p in Path(weights_dir).glob("*.safetensors"))
+        raise FileNotFoundError(f"no model weights {path} (shipped models: {', '.join(known) or 'none'})")
+    return path
+
+
+@dataclass
+class SpectrumPredictor:
+    """Predicts binned spectra for prepared molecules with a saved model."""
+
+    model: torch.nn.Module
+    card: dict[str, Any]
+    device: torch.device
+
+    @classmethod
+    def load(cls, path: Path, device: str = "auto") -> "SpectrumPredictor":
+        """Load weights and card."""
+        dev = select_device(device)
+        model, card = load_model(path, dev)
+        return cls(model, card, dev)
+
+    def __post_init__(self) -> None:
+        feat = self.card["featurizer"]
+        self.n_bits, self.radius = int(feat["fp_bits"]), int(feat["fp_radius"])
+        self.graph_featurizer = build(OmegaConf.create(feat["graph"])) if getattr(self.model, "needs_graph", False) else None
+
+    @property
+    def max_mz(self) -> int:
+        """The largest predicted m/z."""
+        return int(self.card["data"]["max_mz"])
+
+    @torch.no_grad()
+    def predict(self, molecules: Sequence[PreparedMolecule]) -> np.ndarray:
+        """Relative intensities (n, max_mz + 1) for the molecules."""
+        if not molecules:
+            return np.zeros((0, self.max_mz + 1), np.float32)
+        fp = np.stack([count_morgan(m.mol, self.n_bits, self.radius) for m in molecules])
+        batch = {"fp": torch.from_numpy(fp).to(self.device),
+                 "mass": torch.tensor([m.mass for m in molecules], device=self.device)}
+        if self.graph_featurizer is not None:
+            batch["graph"] = Batch.from_data_list([self.graph_featurizer(m.mol) for m in molecules]).to(self.device)
+        return self.model(batch).float().pow(2).cpu().numpy()

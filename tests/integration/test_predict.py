@@ -1,0 +1,94 @@
+"""`python -m nextims.predict`: good and bad inputs, MSP/JSON output, and the MSP round trip through matchms."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from nextims import PROJECT_ROOT
+from nextims.predict import run_predict
+from nextims.train import train
+from tests.conftest import TINY
+
+SMI = """CCO ethanol
+C1CC(( broken
+CCN.Cl ethylamine_hydrochloride
+C[N+](C)(C)C tetramethylammonium
+C[Sn](C)(C)C tetramethyltin
+CCCCCCCCCCCCCCCCCCCCCCCCCCCCCCCCCCCCCCCCCC long_alkane
+c1ccccc1O phenol
+"""
+
+
+@pytest.fixture
+def weights(compose_cfg, tmp_path: Path) -> Path:
+    """A tiny trained NEIMS model's weights file."""
+    cfg = compose_cfg(TINY)
+    train(cfg)
+    out = tmp_path / "w"
+    out.mkdir()
+    for suffix in (".safetensors", ".json"):
+        shutil.copy(Path(cfg.paths.output_dir) / f"model{suffix}", out / f"tiny{suffix}")
+    return out / "tiny.safetensors"
+
+
+def predict(compose_cfg, *overrides: str):
+    """Compose conf/predict.yaml and run it."""
+    return run_predict(compose_cfg(["progress=false", *overrides], name="predict"))
+
+
+def test_predict_smi_to_msp_reports_failures_and_loads_in_matchms(compose_cfg, weights: Path, tmp_path: Path) -> None:
+    from matchms.importing import load_from_msp
+
+    smi = tmp_path / "in.smi"
+    smi.write_text(SMI)
+    out = tmp_path / "out.msp"
+    report = predict(compose_cfg, f"input={smi}", f"output={out}", f"weights={weights}")
+    assert report.kept == 3
+    assert dict(report.dropped) == {"bad_smiles": 1, "net_charge": 1, "unsupported_element": 1, "too_large": 1}
+    errors = (tmp_path / "out.msp.errors.tsv").read_text().splitlines()
+    assert errors[0] == "name\treason\tdetail" and len(errors) == 5 and any("tetramethyltin" in e for e in errors)
+    spectra = list(load_from_msp(str(out)))
+    assert [s.get("compound_name") for s in spectra] == ["ethanol", "ethylamine_hydrochloride", "phenol"]
+    ethanol, amine, phenol = spectra
+    assert ethanol.get("smiles") == "CCO" and ethanol.get("inchikey") == "LFQSCWFLJHTTHZ-UHFFFAOYSA-N"
+    assert ethanol.get("formula") == "C2H6O" and float(phenol.get("parent_mass") or phenol.get("mw") or 94) == 94
+    assert "largest organic fragment" in amine.get("comment", "") and amine.get("smiles") == "CCN"
+    for s in spectra:
+        assert s.peaks.intensities.max() == pytest.approx(999) or s.peaks.intensities.max() == pytest.approx(1.0)
+        assert s.peaks.mz.max() <= 94 + 2 and all(float(m).is_integer() for m in s.peaks.mz)
+
+
+def test_predict_csv_and_sdf_to_json_with_plots(compose_cfg, weights: Path, tmp_path: Path) -> None:
+    from rdkit import Chem
+
+    csv_in = tmp_path / "in.csv"
+    csv_in.write_text("id,structure\nA,CCO\nB,not_a_smiles\n")
+    out = tmp_path / "out.json"
+    report = predict(compose_cfg, f"input={csv_in}", f"output={out}", f"weights={weights}", "smiles_column=structure",
+                     "name_column=id", f"plots={tmp_path}/plots")
+    records = json.loads(out.read_text())
+    assert report.kept == 1 and [r["name"] for r in records] == ["A"] and records[0]["peaks"]
+    assert len(list((tmp_path / "plots").glob("*.png"))) == 1
+    sdf = tmp_path / "in.sdf"
+    with Chem.SDWriter(str(sdf)) as w:
+        for smi, name in (("CCOC", "methoxyethane"), ("c1ccccc1", "benzene")):
+            mol = Chem.MolFromSmiles(smi)
+            mol.SetProp("_Name", name)
+            w.write(mol)
+    out2 = tmp_path / "out2.json"
+    predict(compose_cfg, f"input={sdf}", f"output={out2}", f"weights={weights}")
+    assert [r["name"] for r in json.loads(out2.read_text())] == ["methoxyethane", "benzene"]
+
+
+def test_predict_command_line_single_smiles(weights: Path, tmp_path: Path) -> None:
+    out = tmp_path / "one.msp"
+    done = subprocess.run([sys.executable, "-m", "nextims.predict", 'input="CC(=O)C"', f"output={out}",
+                           f"weights={weights}", "progress=false"], cwd=PROJECT_ROOT, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "Name: CC(=O)C" in out.read_text() and "wrote 1 spectra" in done.stdout
