@@ -65,10 +65,11 @@ def bench_spectra(cfg: DictConfig) -> list[dict[str, float | str]]:
     counts = ctx.data.summary()["split_counts"]
     print(f"\nspectra benchmark: data={cfg.data.name} split={split} ({counts.get(split)}), "
           f"library = one observed spectrum per train+val compound + one predicted per {split} compound")
-    print(" | ".join(f"{c:>10s}" for c in COLUMNS))
+    width = max(len(str(r["model"])) for r in rows)
+    print(" | ".join(f"{c:>{width if c == 'model' else 10}s}" for c in COLUMNS))
     for r in rows:
-        print(" | ".join(f"{r[c]:>10s}" if isinstance(r[c], str) else f"{r[c]:>10.4f}" if c != "pred/s"
-                         else f"{r[c]:>10.0f}" for c in COLUMNS))
+        print(" | ".join(f"{r[c]:>{width}s}" if c == "model" else f"{r[c]:>10.0f}" if c == "pred/s"
+                         else f"{r[c]:>10.4f}" for c in COLUMNS))
     print("recall@10 " + " ".join(f"{r['model']}={r['R@10']:.4f}" for r in rows))
     return rows
 
