@@ -57,3 +57,40 @@ def spectrum_loss(name: str, **kwargs: float) -> nn.Module:
     if name not in SPECTRUM_LOSSES:
         raise ValueError(f"unknown spectrum loss {name!r}; known: {sorted(SPECTRUM_LOSSES)}")
     return SPECTRUM_LOSSES[name](**kwargs)
+
+
+class MultitaskTeacherLoss(nn.Module):
+    """lambda_spectrum * spectrum loss + lambda_bde * masked MSE of bond BDEs (in units of bde_scale kcal/mol).
+
+    Call: `total_loss, loss_dict = loss_fn(predicted_spectrum=..., target_spectrum=..., predicted_bde=...,
+    target_bde=..., bde_mask=None)`. Bonds whose target is NaN, or where bde_mask is False, do not count.
+    """
+
+    def __init__(self, lambda_spectrum: float = 1.0, lambda_bde: float = 0.1, spectrum: nn.Module | None = None,
+                 bde_scale: float = 10.0) -> None:
+        super().__init__()
+        self.lambda_spectrum = lambda_spectrum
+        self.lambda_bde = lambda_bde
+        self.spectrum = spectrum if spectrum is not None else CosineLoss()
+        self.bde_scale = bde_scale
+
+    def forward(self, predicted_spectrum: torch.Tensor, target_spectrum: torch.Tensor,
+                predicted_bde: torch.Tensor | None = None, target_bde: torch.Tensor | None = None,
+                bde_mask: torch.Tensor | None = None) -> tuple[torch.Tensor, dict[str, float]]:
+        """The weighted total and its parts (floats, for logging)."""
+        spectrum_loss = self.spectrum(predicted_spectrum, target_spectrum)
+        bde_loss = predicted_spectrum.new_zeros(())
+        n_bonds = 0
+        if predicted_bde is not None and target_bde is not None:
+            valid = torch.isfinite(target_bde)
+            if bde_mask is not None:
+                valid &= bde_mask.bool()
+            n_bonds = int(valid.sum())
+            if n_bonds:
+                err = (predicted_bde[valid] - target_bde[valid]) / self.bde_scale
+                bde_loss = (err ** 2).mean()
+            else:
+                bde_loss = predicted_bde.sum() * 0.0
+        total = self.lambda_spectrum * spectrum_loss + self.lambda_bde * bde_loss
+        return total, {"loss": float(total), "spectrum": float(spectrum_loss), "bde": float(bde_loss),
+                       "bde_bonds": float(n_bonds)}

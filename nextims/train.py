@@ -9,12 +9,14 @@ from hydra.utils import get_method
 from omegaconf import DictConfig
 
 from nextims.config import register_resolvers
+from nextims.training import distributed
 
 register_resolvers()
 
 
 def train(cfg: DictConfig) -> dict[str, Any]:
-    """Run the configured phase and return its metrics."""
+    """Run the configured phase and return its metrics (under torchrun, every rank runs it; rank 0 writes)."""
+    distributed.init_from_env()
     return get_method(cfg.phase.run)(cfg)
 
 

@@ -15,6 +15,7 @@ from nextims.config import build, flatten, to_yaml
 from nextims.data.feature_store import FeatureSet, build_or_load
 from nextims.data.spectra import SpectraData, load_spectra
 from nextims.tracking import NullTracker
+from nextims.training.distributed import is_main
 
 
 @dataclass
@@ -56,7 +57,9 @@ def sweep_info() -> tuple[str | None, str, int | None]:
 
 
 def start_tracking(cfg: DictConfig, extra_tags: dict[str, Any] | None = None) -> NullTracker:
-    """Build the tracker, start this run (nested under a sweep's parent run) and log the config."""
+    """Build the tracker, start this run (nested under a sweep's parent run) and log the config (rank 0 only)."""
+    if not is_main():
+        return NullTracker()
     tracker = build(cfg.tracking)
     sweep_dir, study, trial = sweep_info()
     name = f"{cfg.phase.name}-{cfg.model.name}-{cfg.data.name}" + (f"-trial{trial}" if trial is not None else "")

@@ -15,12 +15,13 @@ from nextims.config import build
 from nextims.data.cache import content_hash
 from nextims.evaluation.plots import close, mirror_plot
 from nextims.evaluation.split_eval import evaluate_split
-from nextims.losses import spectrum_loss
+from nextims.losses import MultitaskTeacherLoss, spectrum_loss
 from nextims.models.knn import TanimotoKNN
 from nextims.models.weights import save_weights
 from nextims.phases.common import SpectrumContext, load_context, output_dir, start_tracking, write_metrics
 from nextims.training.batches import SpectrumBatches, predict_intensities
 from nextims.training.loop import fit
+from nextims.training.distributed import is_main
 from nextims.training.runtime import seed_everything, select_device, set_threads
 
 DATA_LICENCES = {"massbank_ei": "CC BY-NC-SA 4.0 (the most restrictive licence of the MassBank records it was "
@@ -45,18 +46,29 @@ def train_knn(model: TanimotoKNN, ctx: SpectrumContext) -> Predictor:
     return lambda idx: model.predict(ctx.fingerprints[idx])
 
 
-def train_network(model: torch.nn.Module, ctx: SpectrumContext, cfg: DictConfig, tracker: Any) -> Predictor:
-    """Train a neural spectrum model with the shared loop; early stopping on validation recall."""
+def build_loss(cfg: DictConfig) -> MultitaskTeacherLoss:
+    """The configured loss: a spectrum term, plus the BDE term for models with a BDE head."""
+    spectrum_cfg = OmegaConf.to_container(cfg.loss.spectrum, resolve=True)
+    return MultitaskTeacherLoss(lambda_spectrum=float(cfg.loss.lambda_spectrum), lambda_bde=float(cfg.loss.lambda_bde),
+                                spectrum=spectrum_loss(spectrum_cfg.pop("name"), **spectrum_cfg),
+                                bde_scale=float(cfg.loss.bde_scale))
+
+
+def train_network(model: torch.nn.Module, ctx: SpectrumContext, cfg: DictConfig, tracker: Any,
+                  bde: list[np.ndarray] | None = None) -> Predictor:
+    """Train a neural spectrum model with the shared loop (multitask when bde targets are given)."""
     device = select_device(cfg.trainer.device)
     model.to(device)
-    batches = SpectrumBatches(ctx.data, ctx.features, getattr(model, "needs_graph", False), device)
-    loss_cfg = OmegaConf.to_container(cfg.loss.spectrum, resolve=True)
-    loss_fn = spectrum_loss(loss_cfg.pop("name"), **loss_cfg)
+    batches = SpectrumBatches(ctx.data, ctx.features, getattr(model, "needs_graph", False), device, bde=bde)
+    loss_fn = build_loss(cfg)
     train_records = ctx.data.record_indices("train")
 
     def loss_step(m: torch.nn.Module, batch: dict[str, Any]) -> tuple[torch.Tensor, dict[str, float]]:
-        loss = loss_fn(m(batch), batch["target"])
-        return loss, {"loss": loss.item()}
+        if "bde" in batch:
+            spectrum, predicted_bde = m(batch, with_bde=True)
+            return loss_fn(predicted_spectrum=spectrum, target_spectrum=batch["target"],
+                           predicted_bde=predicted_bde, target_bde=batch["bde"])
+        return loss_fn(predicted_spectrum=m(batch), target_spectrum=batch["target"])
 
     def predictor(m: torch.nn.Module) -> Predictor:
         return lambda idx: predict_intensities(m, batches, idx)
@@ -67,6 +79,21 @@ def train_network(model: torch.nn.Module, ctx: SpectrumContext, cfg: DictConfig,
         cfg=OmegaConf.to_container(cfg.trainer, resolve=True), ckpt_dir=checkpoint_dir(cfg),
         log=lambda metrics, step: tracker.log_metrics(metrics, step))
     return predictor(model)
+
+
+def bde_targets(cfg: DictConfig, ctx: SpectrumContext, tracker: Any) -> list[np.ndarray]:
+    """Per compound, the cached BDE (kcal/mol) of each bond of its graph; NaN where flagged (out of domain)."""
+    from nextims.phases.bde_cache import BDECache, ensure_cache
+
+    cache = BDECache(ensure_cache(cfg, tracker))
+    out = []
+    for i, key in enumerate(ctx.data.compound_keys):
+        n_bonds = ctx.features.graph(i).edge_index.shape[1] // 2
+        values, flagged = cache.bonds(str(key))
+        values = np.asarray(values[:n_bonds], dtype=np.float32).copy()
+        values[np.asarray(flagged[:n_bonds], dtype=bool)] = np.nan
+        out.append(values)
+    return out
 
 
 def log_mirror_plots(ctx: SpectrumContext, predict: Predictor, tracker: Any) -> None:
@@ -109,7 +136,11 @@ def run(cfg: DictConfig) -> dict[str, Any]:
         if isinstance(model, TanimotoKNN):
             predict = train_knn(model, ctx)
         else:
-            predict = train_network(model, ctx, cfg, tracker)
+            bde = bde_targets(cfg, ctx, tracker) if cfg.phase.get("bde_targets") else None
+            predict = train_network(model, ctx, cfg, tracker, bde)
+        if not is_main():
+            tracker.end()
+            return {}
         metrics = {**evaluate_split(ctx.data, predict, "val"), **evaluate_split(ctx.data, predict, "test")}
         out = output_dir(cfg)
         if isinstance(model, torch.nn.Module):
@@ -119,7 +150,7 @@ def run(cfg: DictConfig) -> dict[str, Any]:
                              "split": OmegaConf.to_container(cfg.data.split, resolve=True),
                              "counts": summary["split_counts"]},
                     "metrics": metrics, "task": "spectrum"}
-            save_weights(model.cpu(), out / "model", card)
+            save_weights(model, out / "model", card)
             if cfg.get("export_name"):
                 export(model, card, cfg)
         log_mirror_plots(ctx, predict, tracker)

@@ -15,21 +15,26 @@ from nextims.data.spectra import SpectraData
 class SpectrumBatches:
     """Builds model inputs for compounds and training batches for records."""
 
-    def __init__(self, data: SpectraData, features: FeatureSet, needs_graph: bool, device: torch.device) -> None:
+    def __init__(self, data: SpectraData, features: FeatureSet, needs_graph: bool, device: torch.device,
+                 bde: list[np.ndarray] | None = None) -> None:
         self.data = data
+        self.bde = None if bde is None else [torch.from_numpy(np.asarray(b, dtype=np.float32)) for b in bde]
         self.features = features
         self.needs_graph = needs_graph
         self.device = device
         self.fp = torch.from_numpy(np.asarray(features.fingerprints, dtype=np.float32))
         self.mass = torch.from_numpy(np.asarray(data.compound_masses, dtype=np.int64))
         self.spectra = torch.from_numpy(data.spectra)
+        self.graphs = [features.graph(i) for i in range(len(features))] if needs_graph else []
 
     def compounds(self, compound_idx: np.ndarray) -> dict[str, torch.Tensor]:
         """Model inputs for the given compounds."""
         idx = torch.as_tensor(np.asarray(compound_idx, dtype=np.int64))
         batch = {"fp": self.fp[idx].to(self.device), "mass": self.mass[idx].to(self.device)}
         if self.needs_graph:
-            batch["graph"] = Batch.from_data_list([self.features.graph(int(i)) for i in idx]).to(self.device)
+            batch["graph"] = Batch.from_data_list([self.graphs[int(i)] for i in idx]).to(self.device)
+            if self.bde is not None:
+                batch["bde"] = torch.cat([self.bde[int(i)] for i in idx]).to(self.device)
         return batch
 
     def records(self, record_idx: np.ndarray) -> dict[str, torch.Tensor]:

@@ -10,6 +10,7 @@ from typing import Any, Callable, Iterator, Mapping
 
 import torch
 
+from nextims.training import distributed as dist
 from nextims.training.checkpoint import load_checkpoint, save_checkpoint
 
 Batch = dict[str, Any]
@@ -30,6 +31,20 @@ def _better(value: float, best: float, mode: str) -> bool:
     return value > best if mode == "max" else value < best
 
 
+def _my_share(batches: Iterator[Batch]) -> Iterator[Batch]:
+    """This rank's batches: batch i of every full group of world_size batches goes to rank i."""
+    world, me = dist.world_size(), dist.rank()
+    if world == 1:
+        yield from batches
+        return
+    group: list[Batch] = []
+    for batch in batches:
+        group.append(batch)
+        if len(group) == world:
+            yield group[me]
+            group = []
+
+
 def fit(model: torch.nn.Module, loss_step: Callable[[torch.nn.Module, Batch], tuple[torch.Tensor, dict[str, float]]],
         epoch_batches: Callable[[int], Iterator[Batch]], validate: Callable[[torch.nn.Module], dict[str, float]],
         cfg: Mapping[str, Any], ckpt_dir: Path, log: Callable[[dict[str, float], int], None]) -> LoopState:
@@ -37,6 +52,8 @@ def fit(model: torch.nn.Module, loss_step: Callable[[torch.nn.Module, Batch], tu
 
     `loss_step(model, batch)` returns the loss and its parts; `epoch_batches(epoch)` yields the batches of one
     epoch (deterministic given the epoch); `validate(model)` returns metrics holding `cfg.monitor`.
+    Under torchrun each rank trains on its share of every epoch's batches (DDP); rank 0 alone validates,
+    logs and writes checkpoints, and its decisions are broadcast. With `amp` on a GPU, steps run in bfloat16.
     """
     mode = cfg.get("mode", "max")
     monitor = cfg["monitor"]
@@ -51,11 +68,17 @@ def fit(model: torch.nn.Module, loss_step: Callable[[torch.nn.Module, Batch], tu
         torch.set_rng_state(ckpt["torch_rng"])
         print(f"resumed from {last} after epoch {state.epoch}")
     grad_clip = float(cfg.get("grad_clip") or 0)
+    device = next(model.parameters()).device
+    amp = bool(cfg.get("amp")) and device.type == "cuda"
+    train_model = model
+    if dist.world_size() > 1:
+        train_model = torch.nn.parallel.DistributedDataParallel(model, find_unused_parameters=True)
     while state.epoch < int(cfg["max_epochs"]) and state.bad_epochs < int(cfg["patience"]):
         model.train()
         start, totals, n = time.perf_counter(), {}, 0
-        for batch in epoch_batches(state.epoch):
-            loss, parts = loss_step(model, batch)
+        for batch in _my_share(epoch_batches(state.epoch)):
+            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
+                loss, parts = loss_step(train_model, batch)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             if grad_clip:
@@ -66,19 +89,25 @@ def fit(model: torch.nn.Module, loss_step: Callable[[torch.nn.Module, Batch], tu
             n += 1
         metrics = {f"train/{k}": v / max(n, 1) for k, v in totals.items()}
         metrics["time/epoch_s"] = time.perf_counter() - start
-        metrics.update(validate(model))
+        if dist.is_main():
+            metrics.update(validate(model))
+        metrics = dist.broadcast(metrics)
         value = float(metrics[monitor])
-        if _better(value, state.best_value, mode):
+        improved = _better(value, state.best_value, mode)
+        if improved:
             state.best_value, state.best_epoch, state.bad_epochs = value, state.epoch, 0
-            save_checkpoint({"model": model.state_dict(), "epoch": state.epoch, "metrics": metrics}, best)
         else:
             state.bad_epochs += 1
         state.history.append(metrics)
         state.epoch += 1
-        log(metrics, state.epoch)
-        print(f"epoch {state.epoch}: " + " ".join(f"{k}={v:.4g}" for k, v in metrics.items()), flush=True)
-        save_checkpoint({"model": model.state_dict(), "optimizer": optimizer.state_dict(), "loop": asdict(state),
-                         "torch_rng": torch.get_rng_state()}, last)
+        if dist.is_main():
+            if improved:
+                save_checkpoint({"model": model.state_dict(), "epoch": state.epoch - 1, "metrics": metrics}, best)
+            log(metrics, state.epoch)
+            print(f"epoch {state.epoch}: " + " ".join(f"{k}={v:.4g}" for k, v in metrics.items()), flush=True)
+            save_checkpoint({"model": model.state_dict(), "optimizer": optimizer.state_dict(), "loop": asdict(state),
+                             "torch_rng": torch.get_rng_state()}, last)
+        dist.barrier()
     if best.exists():
         model.load_state_dict(load_checkpoint(best)["model"])
     return state

@@ -1,0 +1,69 @@
+"""The v2.1 teacher: a message-passing GNN plus count ECFP, with a spectrum head and a per-bond BDE head."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+from torch_geometric.nn import GATv2Conv, GINEConv, global_add_pool, global_mean_pool
+
+from nextims.models.heads import BidirectionalSpectrumHead
+from nextims.models.neims import ResidualBlock
+
+
+def _conv(kind: str, dim: int) -> nn.Module:
+    if kind == "gine":
+        return GINEConv(nn.Sequential(nn.Linear(dim, dim), nn.ReLU(), nn.Linear(dim, dim)), edge_dim=dim)
+    if kind == "gatv2":
+        return GATv2Conv(dim, dim // 4, heads=4, edge_dim=dim)
+    raise ValueError(f"unknown model.conv {kind!r} (gine or gatv2)")
+
+
+class TeacherGNN(nn.Module):
+    """Graph layers -> pooled embedding joined with the count ECFP -> spectrum; bond embeddings -> BDE.
+
+    The BDE head predicts one value per bond of the graph (edges 2b and 2b+1 are bond b), in kcal/mol.
+    """
+
+    needs_graph = True
+
+    def __init__(self, atom_dim: int, bond_dim: int, fp_dim: int = 4096, num_bins: int = 500, hidden_dim: int = 256,
+                 num_layers: int = 4, conv: str = "gine", fp_hidden: int = 512, joint_dim: int = 1024,
+                 num_blocks: int = 2, dropout: float = 0.2, reverse_margin: int = 2,
+                 bde_mean: float = 95.0, bde_std: float = 15.0) -> None:
+        super().__init__()
+        self.atom_encoder = nn.Linear(atom_dim, hidden_dim)
+        self.bond_encoder = nn.Linear(bond_dim, hidden_dim)
+        self.convs = nn.ModuleList([_conv(conv, hidden_dim) for _ in range(num_layers)])
+        self.norms = nn.ModuleList([nn.LayerNorm(hidden_dim) for _ in range(num_layers)])
+        self.dropout = nn.Dropout(dropout)
+        self.fp_encoder = nn.Sequential(nn.Linear(fp_dim, fp_hidden), nn.ReLU(), nn.Dropout(dropout))
+        self.joint = nn.Sequential(nn.Linear(2 * hidden_dim + fp_hidden, joint_dim), nn.ReLU(), nn.Dropout(dropout),
+                                   *[ResidualBlock(joint_dim, 0.5, dropout) for _ in range(num_blocks)],
+                                   nn.LayerNorm(joint_dim), nn.ReLU())
+        self.spectrum_head = BidirectionalSpectrumHead(joint_dim, num_bins, reverse_margin)
+        self.bde_head = nn.Sequential(nn.Linear(3 * hidden_dim, hidden_dim), nn.ReLU(), nn.Linear(hidden_dim, 1))
+        self.register_buffer("bde_mean", torch.tensor(float(bde_mean)))
+        self.register_buffer("bde_std", torch.tensor(float(bde_std)))
+
+    def encode(self, graph) -> tuple[torch.Tensor, torch.Tensor]:
+        """Atom and (directed) edge embeddings after the message-passing layers."""
+        h = self.atom_encoder(graph.x)
+        e = self.bond_encoder(graph.edge_attr)
+        for conv, norm in zip(self.convs, self.norms):
+            h = h + self.dropout(torch.relu(norm(conv(h, graph.edge_index, e))))
+        return h, e
+
+    def forward(self, batch: dict, with_bde: bool = False):
+        """Square-root intensities; with_bde also returns the BDE (kcal/mol) of every bond, in edge-pair order."""
+        graph = batch["graph"]
+        h, e = self.encode(graph)
+        pooled = torch.cat([global_add_pool(h, graph.batch, size=graph.num_graphs) / 10.0,
+                            global_mean_pool(h, graph.batch, size=graph.num_graphs)], dim=1)
+        joint = self.joint(torch.cat([pooled, self.fp_encoder(torch.log1p(batch["fp"]))], dim=1))
+        spectrum = self.spectrum_head(joint, batch["mass"])
+        if not with_bde:
+            return spectrum
+        src, dst = graph.edge_index[:, 0::2]
+        bond = torch.cat([h[src] + h[dst], (h[src] - h[dst]).abs(), e[0::2]], dim=1)
+        bde = self.bde_head(bond).squeeze(1) * self.bde_std + self.bde_mean
+        return spectrum, bde
