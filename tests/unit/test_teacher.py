@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import pytest
 import torch
 from torch_geometric.data import Batch
@@ -52,7 +53,7 @@ def test_gradients_reach_both_heads() -> None:
     model = TeacherGNN(featurizer.atom_dim, featurizer.bond_dim, fp_dim=256, num_bins=200, hidden_dim=32,
                        num_layers=2, fp_hidden=32, joint_dim=64, num_blocks=1)
     graph = Batch.from_data_list([featurizer(m) for m in mols])
-    batch = {"graph": graph, "fp": torch.tensor([count_morgan(m, 256) for m in mols]),
+    batch = {"graph": graph, "fp": torch.from_numpy(np.stack([count_morgan(m, 256) for m in mols])),
              "mass": torch.tensor([nominal_mass(m) for m in mols])}
     spectrum, bde = model(batch, with_bde=True)
     assert spectrum.shape == (3, 201) and bde.shape == (graph.edge_index.shape[1] // 2,)
