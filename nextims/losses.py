@@ -92,5 +92,5 @@ class MultitaskTeacherLoss(nn.Module):
             else:
                 bde_loss = predicted_bde.sum() * 0.0
         total = self.lambda_spectrum * spectrum_loss + self.lambda_bde * bde_loss
-        return total, {"loss": float(total), "spectrum": float(spectrum_loss), "bde": float(bde_loss),
+        return total, {"loss": total.item(), "spectrum": spectrum_loss.item(), "bde": bde_loss.item(),
                        "bde_bonds": float(n_bonds)}

@@ -103,10 +103,10 @@ def fit(model: torch.nn.Module, loss_step: Callable[[torch.nn.Module, Batch], tu
         if dist.is_main():
             if improved:
                 save_checkpoint({"model": model.state_dict(), "epoch": state.epoch - 1, "metrics": metrics}, best)
-            log(metrics, state.epoch)
-            print(f"epoch {state.epoch}: " + " ".join(f"{k}={v:.4g}" for k, v in metrics.items()), flush=True)
             save_checkpoint({"model": model.state_dict(), "optimizer": optimizer.state_dict(), "loop": asdict(state),
                              "torch_rng": torch.get_rng_state()}, last)
+            log(metrics, state.epoch)
+            print(f"epoch {state.epoch}: " + " ".join(f"{k}={v:.4g}" for k, v in metrics.items()), flush=True)
         dist.barrier()
     if best.exists():
         model.load_state_dict(load_checkpoint(best)["model"])
