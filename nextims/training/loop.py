@@ -31,6 +31,20 @@ def _better(value: float, best: float, mode: str) -> bool:
     return value > best if mode == "max" else value < best
 
 
+def _scheduler(optimizer: torch.optim.Optimizer, cfg: Mapping[str, Any]) -> Any:
+    """The learning-rate schedule: none, cosine (to 1% over max_epochs) or plateau (halve on a stall)."""
+    kind = cfg.get("lr_schedule") or "none"
+    if kind == "none":
+        return None
+    if kind == "cosine":
+        return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=int(cfg["max_epochs"]),
+                                                          eta_min=float(cfg["lr"]) * 0.01)
+    if kind == "plateau":
+        return torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, mode=cfg.get("mode", "max"), factor=0.5,
+                                                          patience=int(cfg.get("lr_patience", 3)))
+    raise ValueError(f"unknown trainer.lr_schedule {kind!r} (none, cosine or plateau)")
+
+
 def _my_share(batches: Iterator[Batch]) -> Iterator[Batch]:
     """This rank's batches: batch i of every full group of world_size batches goes to rank i."""
     world, me = dist.world_size(), dist.rank()
@@ -58,12 +72,15 @@ def fit(model: torch.nn.Module, loss_step: Callable[[torch.nn.Module, Batch], tu
     mode = cfg.get("mode", "max")
     monitor = cfg["monitor"]
     optimizer = torch.optim.AdamW(model.parameters(), lr=float(cfg["lr"]), weight_decay=float(cfg["weight_decay"]))
+    scheduler = _scheduler(optimizer, cfg)
     state = LoopState(best_value=-math.inf if mode == "max" else math.inf)
     last, best = ckpt_dir / "last.ckpt", ckpt_dir / "best.ckpt"
     if cfg.get("resume", True) and last.exists():
         ckpt = load_checkpoint(last)
         model.load_state_dict(ckpt["model"])
         optimizer.load_state_dict(ckpt["optimizer"])
+        if scheduler is not None and ckpt.get("scheduler"):
+            scheduler.load_state_dict(ckpt["scheduler"])
         state = LoopState(**ckpt["loop"])
         torch.set_rng_state(ckpt["torch_rng"])
         print(f"resumed from {last} after epoch {state.epoch}")
@@ -89,6 +106,7 @@ def fit(model: torch.nn.Module, loss_step: Callable[[torch.nn.Module, Batch], tu
             n += 1
         metrics = {f"train/{k}": v / max(n, 1) for k, v in totals.items()}
         metrics["time/epoch_s"] = time.perf_counter() - start
+        metrics["train/lr"] = optimizer.param_groups[0]["lr"]
         if dist.is_main():
             metrics.update(validate(model))
         metrics = dist.broadcast(metrics)
@@ -100,11 +118,16 @@ def fit(model: torch.nn.Module, loss_step: Callable[[torch.nn.Module, Batch], tu
             state.bad_epochs += 1
         state.history.append(metrics)
         state.epoch += 1
+        if isinstance(scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):
+            scheduler.step(value)
+        elif scheduler is not None:
+            scheduler.step()
         if dist.is_main():
             if improved:
                 save_checkpoint({"model": model.state_dict(), "epoch": state.epoch - 1, "metrics": metrics}, best)
             save_checkpoint({"model": model.state_dict(), "optimizer": optimizer.state_dict(), "loop": asdict(state),
-                             "torch_rng": torch.get_rng_state()}, last)
+                             "torch_rng": torch.get_rng_state(),
+                             "scheduler": scheduler.state_dict() if scheduler is not None else {}}, last)
             log(metrics, state.epoch)
             print(f"epoch {state.epoch}: " + " ".join(f"{k}={v:.4g}" for k, v in metrics.items()), flush=True)
         dist.barrier()

@@ -1,4 +1,4 @@
-"""The training loop: early stopping, best-model restore, and resume equal to an uninterrupted run."""
+"""The training loop: early stopping, best-model restore, LR schedules, and resume equal to an uninterrupted run."""
 
 from __future__ import annotations
 
@@ -14,10 +14,15 @@ X = torch.randn(64, 4, generator=torch.Generator().manual_seed(0))
 Y = X @ torch.tensor([1.0, -2.0, 0.5, 3.0]) + 0.1
 
 
-def run(ckpt_dir: Path, max_epochs: int, patience: int = 100, resume: bool = True):
-    """Fit a linear model; returns (model, loop state)."""
+class Crash(Exception):
+    """Stands for the process dying mid-epoch."""
+
+
+def run(ckpt_dir: Path, max_epochs: int, resume: bool = True, schedule: str = "none", crash_at: int = 0):
+    """Fit a linear model; with crash_at=n the run dies during epoch n (after n - 1 checkpoints)."""
     torch.manual_seed(0)
     model = torch.nn.Linear(4, 1)
+    calls = {"validate": 0}
 
     def loss_step(m, batch):
         loss = torch.nn.functional.mse_loss(m(batch["x"]).squeeze(1), batch["y"])
@@ -29,23 +34,33 @@ def run(ckpt_dir: Path, max_epochs: int, patience: int = 100, resume: bool = Tru
             yield {"x": X[order[s:s + 16]], "y": Y[order[s:s + 16]]}
 
     def validate(m):
+        calls["validate"] += 1
+        if calls["validate"] == crash_at:
+            raise Crash
         with torch.no_grad():
             return {"val/mse": torch.nn.functional.mse_loss(m(X).squeeze(1), Y).item()}
 
-    cfg = {"lr": 0.05, "weight_decay": 0.0, "max_epochs": max_epochs, "patience": patience, "monitor": "val/mse",
-           "mode": "min", "grad_clip": 1.0, "resume": resume}
+    cfg = {"lr": 0.05, "weight_decay": 0.0, "max_epochs": max_epochs, "patience": 100, "monitor": "val/mse",
+           "mode": "min", "grad_clip": 1.0, "resume": resume, "lr_schedule": schedule, "lr_patience": 1}
     state = fit(model, loss_step, batches, validate, cfg, ckpt_dir, log=lambda metrics, step: None)
     return model, state
 
 
-def test_resume_matches_uninterrupted(tmp_path: Path) -> None:
-    full_model, full = run(tmp_path / "full", max_epochs=4)
-    run(tmp_path / "split", max_epochs=2)
-    resumed_model, resumed = run(tmp_path / "split", max_epochs=4)
-    assert resumed.epoch == full.epoch == 4
-    assert [h["val/mse"] for h in resumed.history] == pytest.approx([h["val/mse"] for h in full.history], rel=1e-6)
+@pytest.mark.parametrize("schedule", ["none", "cosine", "plateau"])
+def test_resume_matches_uninterrupted(tmp_path: Path, schedule: str) -> None:
+    full_model, full = run(tmp_path / "full", max_epochs=5, schedule=schedule)
+    with pytest.raises(Crash):
+        run(tmp_path / "killed", max_epochs=5, schedule=schedule, crash_at=3)
+    assert load_checkpoint(tmp_path / "killed" / "last.ckpt")["loop"]["epoch"] == 2
+    resumed_model, resumed = run(tmp_path / "killed", max_epochs=5, schedule=schedule)
+    assert resumed.epoch == full.epoch == 5
+    for a, b in zip(full.history, resumed.history):
+        assert a["val/mse"] == pytest.approx(b["val/mse"], rel=1e-6)
+        assert a["train/lr"] == pytest.approx(b["train/lr"])
     for a, b in zip(full_model.parameters(), resumed_model.parameters()):
         torch.testing.assert_close(a, b)
+    if schedule == "cosine":
+        assert full.history[-1]["train/lr"] < full.history[0]["train/lr"]
 
 
 def test_best_weights_restored_and_checkpoints_written(tmp_path: Path) -> None:
@@ -61,3 +76,8 @@ def test_no_resume_starts_over(tmp_path: Path) -> None:
     run(tmp_path, max_epochs=2)
     _, state = run(tmp_path, max_epochs=1, resume=False)
     assert state.epoch == 1
+
+
+def test_unknown_schedule_is_rejected(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="lr_schedule"):
+        run(tmp_path, max_epochs=1, schedule="warp")
