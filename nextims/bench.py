@@ -14,6 +14,7 @@ from omegaconf import DictConfig, OmegaConf
 from nextims.config import build, conf_dir, register_resolvers
 from nextims.evaluation.split_eval import evaluate_split
 from nextims.models.weights import check_compatible, load_model, read_card
+from nextims.phases.bde import bench_bde
 from nextims.phases.common import SpectrumContext, load_context
 from nextims.phases.spectrum import train_knn
 from nextims.training.batches import SpectrumBatches, predict_intensities
@@ -74,7 +75,7 @@ def bench_spectra(cfg: DictConfig) -> list[dict[str, float | str]]:
     return rows
 
 
-BENCHMARKS = {"spectra": bench_spectra}
+BENCHMARKS = {"spectra": bench_spectra, "bde": bench_bde}
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -26,7 +26,7 @@ from nextims.errors import DropReport
 log = logging.getLogger(__name__)
 
 # Bump whenever validation, targets or the file layout change (invalidates the table caches).
-BDE_TABLE_VERSION = 1
+BDE_TABLE_VERSION = 3
 _CHUNK = 512
 _COMPRESSION = {"compression": "gzip", "compression_opts": 4, "shuffle": True}
 Entry = tuple[str, str, MolArrays, np.ndarray, np.ndarray, int]
@@ -202,7 +202,7 @@ class HeldOutSet:
 
 
 def load_heldout_sets(cfg: Mapping[str, Any], cache_dir: str | Path, table: BDEDataset) -> list[HeldOutSet]:
-    """The held-out tables of a `bde_data` config; with exclude_training_molecules, molecules in `table` are left out."""
+    """The held-out tables of a `bde_data` config (with exclude_training_molecules, `table`'s molecules left out)."""
     known = set(table.smiles.tolist())
     out = []
     for name, spec in (cfg.get("heldout") or {}).items():

@@ -133,8 +133,8 @@ def canonical_fragment(smiles: str) -> tuple[str, str] | None:
     return Chem.MolToSmiles(mol), Chem.MolToSmiles(mol, isomericSmiles=False)
 
 
-def break_bond(mol_h: Chem.Mol, bond_index: int) -> tuple[tuple[str, ...], tuple[str, ...]]:
-    """Homolysis of bond `bond_index` of an explicit-H molecule: (isomeric, non-isomeric) sorted fragment SMILES.
+def break_bond(mol_h: Chem.Mol, bond_index: int, isomeric: bool = True) -> tuple[str, ...]:
+    """Homolysis of bond `bond_index` of an explicit-H molecule: the fragments' canonical SMILES, sorted.
 
     Each end of the bond gets one radical electron. Breaking a ring bond gives one (diradical) fragment.
     Raises ValueError when the radicals cannot be sanitized.
@@ -150,26 +150,27 @@ def break_bond(mol_h: Chem.Mol, bond_index: int) -> tuple[tuple[str, ...], tuple
     with rdBase.BlockLogs():
         Chem.SanitizeMol(rw)
         mol = Chem.RemoveHs(rw, _REMOVE_HS)
-    frags = Chem.GetMolFrags(mol, asMols=True, sanitizeFrags=False)
-    return (tuple(sorted(Chem.MolToSmiles(f) for f in frags)),
-            tuple(sorted(Chem.MolToSmiles(f, isomericSmiles=False) for f in frags)))
+    return tuple(sorted(Chem.MolToSmiles(mol, isomericSmiles=isomeric).split(".")))
 
 
-def _fragments_match(found: tuple[tuple[str, ...], tuple[str, ...]], given: tuple[str, str]) -> bool:
-    """Whether the table's fragments are the ones breaking the bond gives (stereo-blind when stereo differs).
+def _try_break(mol_h: Chem.Mol, bond_index: int, isomeric: bool) -> tuple[str, ...] | None:
+    """break_bond, or None when the fragments cannot be sanitized."""
+    try:
+        return break_bond(mol_h, bond_index, isomeric)
+    except ValueError:
+        return None
 
-    A ring bond gives one fragment; the table then lists it twice or once beside an empty one.
+
+def _expected(given: tuple[str, str], isomeric: bool, n_found: int) -> tuple[str, ...] | None:
+    """The table's fragments, canonical and sorted (None when one does not parse).
+
+    When breaking the bond gave one fragment (a ring bond), the table lists it twice or beside an empty one.
     """
     canon = [canonical_fragment(g) for g in given]
     if any(c is None for c in canon):
-        return False
-    for k in (0, 1):  # isomeric first; stereo perception differs between RDKit versions
-        expected = tuple(sorted(c[k] for c in canon))
-        if len(found[k]) == 1:
-            expected = tuple(sorted({e for e in expected if e}))
-        if found[k] == expected:
-            return True
-    return False
+        return None
+    expected = tuple(sorted(c[0 if isomeric else 1] for c in canon))
+    return tuple(sorted({e for e in expected if e})) if n_found == 1 else expected
 
 
 def symmetry_classes(mol_h: Chem.Mol) -> np.ndarray:
@@ -181,6 +182,31 @@ def symmetry_classes(mol_h: Chem.Mol) -> np.ndarray:
         a, b = ranks[bond.GetBeginAtomIdx()], ranks[bond.GetEndAtomIdx()]
         out[bond.GetIdx()] = first.setdefault((min(a, b), max(a, b)), bond.GetIdx())
     return out
+
+
+def _check_row(row: BDERow, mol_h: Chem.Mol, targets: np.ndarray, classes: np.ndarray,
+               fragments: dict[int, tuple[str, ...] | None]) -> None:
+    """RecordError unless the row's bond exists, has no value yet, and breaks into the row's fragments.
+
+    `fragments` memoizes the (isomeric) fragments per symmetry class of the molecule's bonds.
+    """
+    num_bonds = len(targets)
+    if not 0 <= row.bond_index < num_bonds:
+        raise RecordError(row.record, "bond_index_out_of_range",
+                          f"bond {row.bond_index} of {row.molecule} ({num_bonds} bonds with hydrogens)")
+    if not np.isnan(targets[row.bond_index, 0]):
+        raise RecordError(row.record, "duplicate", f"bond {row.bond_index} of {row.molecule} again")
+    cls = int(classes[row.bond_index])
+    if cls not in fragments:
+        fragments[cls] = _try_break(mol_h, row.bond_index, True)
+    found = fragments[cls]
+    if found is not None and found == _expected(row.fragments, True, len(found)):
+        return
+    # stereo perception differs between RDKit versions: a match without stereo is a match
+    if found is not None and _try_break(mol_h, row.bond_index, False) == _expected(row.fragments, False, len(found)):
+        return
+    raise RecordError(row.record, "fragment_mismatch",
+                      f"bond {row.bond_index} of {row.molecule} gives {found}, not {row.fragments}")
 
 
 def validate_molecule(smiles: str, rows: list[BDERow], report: DropReport | None = None,
@@ -199,29 +225,13 @@ def validate_molecule(smiles: str, rows: list[BDERow], report: DropReport | None
         for row in rows:
             report.drop("bad_smiles", row.record, err.detail)
         return None
-    num_bonds = mol_h.GetNumBonds()
-    targets = np.full((num_bonds, 2), np.nan, dtype=np.float32)
+    targets = np.full((mol_h.GetNumBonds(), 2), np.nan, dtype=np.float32)
     classes = symmetry_classes(mol_h)
-    fragments: dict[int, tuple[tuple[str, ...], tuple[str, ...]] | None] = {}
+    fragments: dict[int, tuple[str, ...] | None] = {}
     kept = 0
     for row in rows:
         try:
-            if not 0 <= row.bond_index < num_bonds:
-                raise RecordError(row.record, "bond_index_out_of_range",
-                                  f"bond {row.bond_index} of {smiles} ({num_bonds} bonds with hydrogens)")
-            if not np.isnan(targets[row.bond_index, 0]):
-                raise RecordError(row.record, "duplicate", f"bond {row.bond_index} of {smiles} again")
-            cls = int(classes[row.bond_index])
-            if cls not in fragments:
-                try:
-                    fragments[cls] = break_bond(mol_h, row.bond_index)
-                except ValueError:
-                    fragments[cls] = None
-            found = fragments[cls]
-            if found is None or not _fragments_match(found, row.fragments):
-                raise RecordError(row.record, "fragment_mismatch",
-                                  f"bond {row.bond_index} of {smiles} gives {found and found[0]}, "
-                                  f"not {row.fragments}")
+            _check_row(row, mol_h, targets, classes, fragments)
         except RecordError as err:
             handle(err, report)
             continue

@@ -20,7 +20,7 @@ from nextims.data.featurize import BOND_TYPES, ELEMENTS, FEATURE_VERSION, MolGra
 BDE_FEATURIZER = MolGraphFeaturizer(explicit_hydrogens=True)
 N_ELEMENTS = len(ELEMENTS) + 1  # the featurizer's elements + other
 N_ORDERS = len(BOND_TYPES) + 1  # single, double, triple, aromatic + other
-N_BOND_TYPES = N_ELEMENTS * N_ELEMENTS * N_ORDERS * 2
+N_BOND_TYPES = N_ELEMENTS * N_ELEMENTS * N_ORDERS * 2 * 3
 ORDER_NAMES = ("single", "double", "triple", "aromatic", "other")
 
 
@@ -35,23 +35,28 @@ def element_index(symbol: str) -> int:
     return ELEMENTS.index(symbol) if symbol in ELEMENTS else len(ELEMENTS)
 
 
-def bond_type_code(element_a: int, element_b: int, order: int, in_ring: bool) -> int:
-    """One integer for (unordered element pair, bond order, ring membership)."""
+def bond_type_code(element_a: int, element_b: int, order: int, in_ring: bool, charged: int = 0) -> int:
+    """One integer for (unordered element pair, bond order, ring membership, number of charged atoms 0-2).
+
+    The charge count tells a nitro group's [N+]-[O-] bond from a nitrate's O-[N+] bond.
+    """
     lo, hi = min(element_a, element_b), max(element_a, element_b)
-    return ((lo * N_ELEMENTS + hi) * N_ORDERS + order) * 2 + int(in_ring)
+    return (((lo * N_ELEMENTS + hi) * N_ORDERS + order) * 2 + int(in_ring)) * 3 + int(charged)
 
 
 def bond_type_label(code: int) -> str:
     """The element pair of a bond-type code as BDE-db2 writes it ('C-H', 'Br-C'; X for other elements)."""
-    pair = code // (2 * N_ORDERS)
+    pair = code // (6 * N_ORDERS)
     symbols = [ELEMENTS[i] if i < len(ELEMENTS) else "X" for i in divmod(pair, N_ELEMENTS)]
     return "-".join(sorted(symbols))
 
 
 def bond_type_name(code: int) -> str:
-    """A bond-type code in words ('C-H single', 'C-C aromatic ring')."""
-    order = ORDER_NAMES[(code // 2) % N_ORDERS]
-    return f"{bond_type_label(code)} {order}" + (" ring" if code % 2 else "")
+    """A bond-type code in words ('C-H single', 'C-C aromatic ring', 'N-O single 2 charged')."""
+    order = ORDER_NAMES[(code // 6) % N_ORDERS]
+    charged = code % 3
+    return (f"{bond_type_label(code)} {order}" + (" ring" if (code // 3) % 2 else "")
+            + (f" {charged} charged" if charged else ""))
 
 
 @dataclass
@@ -74,7 +79,9 @@ def mol_arrays(mol: Chem.Mol) -> MolArrays:
     kinds = [BOND_TYPES.index(b.GetBondType()) if b.GetBondType() in BOND_TYPES else len(BOND_TYPES)
              for b in mol_h.GetBonds()]
     rings = [b.IsInRing() for b in mol_h.GetBonds()]
-    codes = [bond_type_code(int(elements[a]), int(elements[b]), k, r) for (a, b), k, r in zip(bond_atoms, kinds, rings)]
+    charged = [int(a.GetFormalCharge() != 0) for a in mol_h.GetAtoms()]
+    codes = [bond_type_code(int(elements[a]), int(elements[b]), k, r, charged[a] + charged[b])
+             for (a, b), k, r in zip(bond_atoms, kinds, rings)]
     return MolArrays(graph.x.numpy(), elements, bond_atoms, graph.edge_attr[0::2].numpy(),
                      np.array(codes, dtype=np.int16).reshape(-1))
 
@@ -127,6 +134,11 @@ class PackedGraphs:
     def num_bonds(self) -> np.ndarray:
         """Bonds per molecule."""
         return np.diff(self.bond_offsets)
+
+    def atom_rows(self, mol_idx: np.ndarray) -> np.ndarray:
+        """Rows of the per-atom arrays that belong to the given molecules, in their order."""
+        mol_idx = np.asarray(mol_idx, dtype=np.int64)
+        return ranges(self.atom_offsets[mol_idx], np.diff(self.atom_offsets)[mol_idx])
 
     def bond_rows(self, mol_idx: np.ndarray) -> np.ndarray:
         """Rows of the per-bond arrays that belong to the given molecules, in their order."""

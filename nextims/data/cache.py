@@ -128,3 +128,15 @@ class H5Reader:
 
     def __repr__(self) -> str:
         return f"H5Reader({str(self.path)!r})"
+
+
+class ReopensByPath:
+    """Pickles as its `path` alone and is rebuilt from it, so HDF5-backed objects cross process boundaries."""
+
+    path: Any
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {"path": self.path}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__init__(state["path"])

@@ -14,7 +14,7 @@ import numpy as np
 import torch
 from torch_geometric.data import Data
 
-from nextims.data.cache import H5Reader, atomic_h5, cache_is_valid, content_hash
+from nextims.data.cache import H5Reader, ReopensByPath, atomic_h5, cache_is_valid, content_hash
 from nextims.data.featurize import (
     MolGraphFeaturizer,
     count_morgan,
@@ -29,7 +29,7 @@ MAX_COUNT = np.iinfo(np.uint16).max
 _COMPRESSION = {"compression": "gzip", "compression_opts": 4, "shuffle": True}
 
 
-class FeatureSet:
+class FeatureSet(ReopensByPath):
     """Read access to a features cache file; picklable, opens the file lazily in each process."""
 
     def __init__(self, path: str | Path) -> None:
@@ -67,12 +67,6 @@ class FeatureSet:
 
     def __len__(self) -> int:
         return len(self.ids)
-
-    def __getstate__(self) -> dict[str, Any]:
-        return {"path": self.path}
-
-    def __setstate__(self, state: dict[str, Any]) -> None:
-        self.__init__(state["path"])
 
 
 def features_key(ids: Sequence[str], smiles: Sequence[str], featurizer: MolGraphFeaturizer,

@@ -2,20 +2,26 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
 from nextims.config import build, flatten, to_yaml
+from nextims.data.cache import content_hash
 from nextims.data.feature_store import FeatureSet, build_or_load
 from nextims.data.spectra import SpectraData, load_spectra
 from nextims.tracking import NullTracker
 from nextims.training.distributed import is_main
+
+# The config entries that define a spectrum training run (its checkpoint folder).
+RUN_DEFINING = ("seed", "phase", "data", "featurizer", "model", "loss", "trainer")
 
 
 @dataclass
@@ -45,6 +51,15 @@ def output_dir(cfg: DictConfig) -> Path:
     return Path(cfg.paths.output_dir)
 
 
+def checkpoint_dir(cfg: DictConfig, defining: Sequence[str] = RUN_DEFINING) -> Path:
+    """A folder keyed by the config entries that define the run, so the same command resumes the same training."""
+    resolved = OmegaConf.to_container(cfg, resolve=True)
+    spec = {k: resolved.get(k) for k in defining}
+    if isinstance(spec.get("trainer"), dict):
+        spec["trainer"].pop("resume", None)
+    return Path(cfg.paths.checkpoint_dir) / f"{cfg.phase.name}-{cfg.model.name}-{content_hash(spec)[:12]}"
+
+
 def sweep_info() -> tuple[str | None, str, int | None]:
     """(sweep folder, study name, trial number) when this job is part of a Hydra multirun."""
     if not HydraConfig.initialized():
@@ -57,17 +72,32 @@ def sweep_info() -> tuple[str | None, str, int | None]:
 
 
 def start_tracking(cfg: DictConfig, extra_tags: dict[str, Any] | None = None) -> NullTracker:
-    """Build the tracker, start this run (nested under a sweep's parent run) and log the config (rank 0 only)."""
+    """Build the tracker, start this run (nested under a sweep's parent run) and log the config (rank 0 only).
+
+    The run is named `<phase>-<model>-<data>`, data being the `data` tag of extra_tags when given.
+    """
     if not is_main():
         return NullTracker()
     tracker = build(cfg.tracking)
     sweep_dir, study, trial = sweep_info()
-    name = f"{cfg.phase.name}-{cfg.model.name}-{cfg.data.name}" + (f"-trial{trial}" if trial is not None else "")
     tags = {"phase": cfg.phase.name, "model": cfg.model.name, "data": cfg.data.name, **(extra_tags or {})}
+    name = f"{tags['phase']}-{tags['model']}-{tags['data']}" + (f"-trial{trial}" if trial is not None else "")
     tracker.start(name, tags, sweep_dir=sweep_dir, sweep_name=study)
     tracker.log_params(flatten(cfg))
     tracker.log_text(to_yaml(cfg), "config.yaml")
     return tracker
+
+
+@contextlib.contextmanager
+def tracked_run(cfg: DictConfig, extra_tags: dict[str, Any] | None = None) -> Iterator[NullTracker]:
+    """A tracked run that ends FINISHED, or FAILED when the block raises."""
+    tracker = start_tracking(cfg, extra_tags)
+    try:
+        yield tracker
+    except BaseException:
+        tracker.end("FAILED")
+        raise
+    tracker.end()
 
 
 def write_metrics(cfg: DictConfig, metrics: dict[str, Any], tracker: NullTracker) -> Path:
@@ -77,4 +107,6 @@ def write_metrics(cfg: DictConfig, metrics: dict[str, Any], tracker: NullTracker
     path = out / "metrics.json"
     path.write_text(json.dumps(metrics, indent=2, sort_keys=True) + "\n")
     tracker.log_metrics({k: v for k, v in metrics.items() if isinstance(v, (int, float))})
+    shown = {k: v for k, v in sorted(metrics.items()) if isinstance(v, (int, float)) and k.count("/") <= 1}
+    print(" ".join(f"{k}={v:.4f}" for k, v in shown.items()))
     return path

@@ -9,7 +9,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from nextims.evaluation.split_eval import evaluate_split
 from nextims.models.weights import check_compatible, load_model
-from nextims.phases.common import load_context, start_tracking, write_metrics
+from nextims.phases.common import load_context, tracked_run, write_metrics
 from nextims.training.batches import SpectrumBatches, predict_intensities
 from nextims.training.runtime import select_device, set_threads
 
@@ -33,14 +33,8 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     model, card = load_model(path, device)
     check_compatible(card, OmegaConf.to_container(cfg.featurizer, resolve=True), int(cfg.data.max_mz), path)
     ctx = load_context(cfg)
-    tracker = start_tracking(cfg, {"weights": path.name})
-    try:
+    with tracked_run(cfg, {"weights": path.name}) as tracker:
         batches = SpectrumBatches(ctx.data, ctx.features, getattr(model, "needs_graph", False), device)
         metrics = evaluate_split(ctx.data, lambda idx: predict_intensities(model, batches, idx), str(cfg.phase.split))
         write_metrics(cfg, metrics, tracker)
-        print(" ".join(f"{k}={v:.4f}" for k, v in sorted(metrics.items())))
-    except BaseException:
-        tracker.end("FAILED")
-        raise
-    tracker.end()
     return metrics

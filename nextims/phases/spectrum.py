@@ -12,13 +12,13 @@ from omegaconf import DictConfig, OmegaConf
 
 from nextims import __version__
 from nextims.config import build
-from nextims.data.cache import content_hash
 from nextims.evaluation.plots import close, mirror_plot
 from nextims.evaluation.split_eval import evaluate_split
 from nextims.losses import MultitaskTeacherLoss, spectrum_loss
 from nextims.models.knn import TanimotoKNN
 from nextims.models.weights import save_weights
-from nextims.phases.common import SpectrumContext, load_context, output_dir, start_tracking, write_metrics
+from nextims.phases.common import (SpectrumContext, checkpoint_dir, load_context, output_dir, tracked_run,
+                                   write_metrics)
 from nextims.training.batches import SpectrumBatches, predict_intensities
 from nextims.training.loop import fit
 from nextims.training.distributed import is_main
@@ -27,15 +27,6 @@ from nextims.training.runtime import seed_everything, select_device, set_threads
 DATA_LICENCES = {"massbank_ei": "CC BY-NC-SA 4.0 (the most restrictive licence of the MassBank records it was "
                                 "trained on; attribution: the MassBank consortium and each record's contributors)"}
 Predictor = Callable[[np.ndarray], np.ndarray]
-RUN_DEFINING = ("seed", "phase", "data", "featurizer", "model", "loss", "trainer")
-
-
-def checkpoint_dir(cfg: DictConfig) -> Path:
-    """A folder keyed by what defines the run, so the same command resumes the same training."""
-    resolved = OmegaConf.to_container(cfg, resolve=True)
-    spec = {k: resolved.get(k) for k in RUN_DEFINING}
-    spec["trainer"].pop("resume", None)
-    return Path(cfg.paths.checkpoint_dir) / f"{cfg.phase.name}-{cfg.model.name}-{content_hash(spec)[:12]}"
 
 
 def train_knn(model: TanimotoKNN, ctx: SpectrumContext) -> Predictor:
@@ -125,8 +116,7 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     seed_everything(int(cfg.seed))
     set_threads(cfg.trainer.num_threads)
     ctx = load_context(cfg)
-    tracker = start_tracking(cfg)
-    try:
+    with tracked_run(cfg) as tracker:
         summary = ctx.data.summary()
         tracker.log_dict(summary, "dataset_report.json")
         tracker.log_text(ctx.data.report.format(), "dataset_report.txt")
@@ -139,7 +129,6 @@ def run(cfg: DictConfig) -> dict[str, Any]:
             bde = bde_targets(cfg, ctx, tracker) if cfg.phase.get("bde_targets") else None
             predict = train_network(model, ctx, cfg, tracker, bde)
         if not is_main():
-            tracker.end()
             return {}
         metrics = {**evaluate_split(ctx.data, predict, "val"), **evaluate_split(ctx.data, predict, "test")}
         out = output_dir(cfg)
@@ -155,9 +144,4 @@ def run(cfg: DictConfig) -> dict[str, Any]:
                 export(model, card, cfg)
         log_mirror_plots(ctx, predict, tracker)
         write_metrics(cfg, metrics, tracker)
-        print(" ".join(f"{k}={v:.4f}" for k, v in sorted(metrics.items())))
-    except BaseException:
-        tracker.end("FAILED")
-        raise
-    tracker.end()
     return metrics
