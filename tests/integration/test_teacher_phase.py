@@ -1,0 +1,36 @@
+"""`phase=teacher` end to end on tiny data: the BDE cache is built on the way, both losses train."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from nextims.train import train
+from tests.conftest import TINY
+
+TINY_BDE = ["phase=bde", "bde_data=tiny", "trainer=tiny", "tracking=none", "model.hidden_dim=16",
+            "model.num_layers=2", "model.readout_dim=16"]
+TINY_TEACHER = [o for o in TINY if not o.startswith("model.")] + [
+    "phase=teacher", "model.hidden_dim=32", "model.num_layers=2", "model.joint_dim=64", "model.fp_hidden=32"]
+
+
+def test_teacher_builds_bde_cache_and_trains_both_heads(compose_cfg, tmp_path: Path) -> None:
+    weights_dir = tmp_path / "weights"
+    train(compose_cfg(TINY_BDE + ["export_name=bde_tiny", f"paths.weights_dir={weights_dir}"]))
+    bde_weights = weights_dir / "bde_tiny.safetensors"
+    cfg = compose_cfg(TINY_TEACHER + [f"phase.bde_weights={bde_weights}"])
+    metrics = train(cfg)
+    assert 0.0 <= metrics["test/recall@10"] <= 1.0
+    assert len([p for p in Path(cfg.paths.cache_dir).glob("bde-*.h5") if not p.name.startswith("bde-table")]) == 1
+    from nextims.training.checkpoint import load_checkpoint
+
+    (last,) = Path(cfg.paths.checkpoint_dir).glob("teacher-teacher_gnn-*/last.ckpt")
+    history = load_checkpoint(last)["loop"]["history"]
+    assert history[0]["train/bde_bonds"] > 0 and history[0]["train/bde"] > 0
+
+
+def test_teacher_without_bde_model_names_the_command(compose_cfg, tmp_path: Path) -> None:
+    cfg = compose_cfg(TINY_TEACHER + [f"phase.bde_weights={tmp_path}/missing.safetensors"])
+    with pytest.raises(FileNotFoundError, match="experiment=bondnet_bde_db2"):
+        train(cfg)
