@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 
 from nextims.errors import DropReport, RecordError
-from nextims.io.text import iter_spectra, parse_float, parse_peak_pairs
+from nextims.io.text import iter_spectra, parse_peak_pairs, store_field
 from nextims.spectrum import Spectrum, validate_peaks
 
 # Field names (lower-cased, spaces and underscores removed) that map to standard metadata keys.
@@ -143,13 +143,7 @@ def _store(metadata: dict[str, Any], synonyms: list[str], key: str, value: str) 
         if sep:
             _store(metadata, synonyms, other, other_value.strip())
         value = value.strip()
-    name = _FIELDS.get(normal, key.strip().lower())
-    if name in _FLOATS:
-        number = parse_float(value)
-        if number is not None:
-            metadata[name] = number
-    elif value:
-        metadata[name] = value
+    store_field(metadata, _FIELDS.get(normal, key.strip().lower()), value, _FLOATS)
 
 
 def _synonym_list(value: str) -> list[str]:

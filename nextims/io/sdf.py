@@ -10,7 +10,7 @@ from typing import Any
 from rdkit import Chem, rdBase
 
 from nextims.errors import DropReport, RecordError
-from nextims.io.text import iter_spectra, parse_float, parse_peak_pairs
+from nextims.io.text import iter_spectra, parse_peak_pairs, store_field
 from nextims.spectrum import Spectrum, validate_peaks
 
 PEAKS_PROPERTY = "MASS SPECTRAL PEAKS"
@@ -86,14 +86,7 @@ def _record_name(text: str) -> str | None:
 def _metadata(properties: dict[str, list[str]]) -> dict[str, Any]:
     metadata: dict[str, Any] = {"synonyms": [s.strip() for s in properties.pop("SYNONYMS", []) if s.strip()]}
     for name, lines in properties.items():
-        key = _PROPERTIES.get(name, name.lower())
-        value = " ".join(line.strip() for line in lines)
-        if key in _FLOATS:
-            number = parse_float(value)
-            if number is not None:
-                metadata[key] = number
-        elif value:
-            metadata[key] = value
+        store_field(metadata, _PROPERTIES.get(name, name.lower()), " ".join(line.strip() for line in lines), _FLOATS)
     return metadata
 
 

@@ -7,10 +7,10 @@ import gzip
 import lzma
 import re
 import zlib
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Collection, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 import numpy as np
 
@@ -154,3 +154,13 @@ def parse_float(value: str | None) -> float | None:
         return float(value) if value is not None else None
     except ValueError:
         return None
+
+
+def store_field(metadata: dict[str, Any], key: str, value: str, floats: Collection[str]) -> None:
+    """Set metadata[key]: a float for keys in floats (skipped when unparseable), else non-empty text."""
+    if key in floats:
+        number = parse_float(value)
+        if number is not None:
+            metadata[key] = number
+    elif value:
+        metadata[key] = value
