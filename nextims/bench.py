@@ -13,12 +13,11 @@ from omegaconf import DictConfig, OmegaConf
 
 from nextims.config import build, conf_dir, register_resolvers
 from nextims.evaluation.split_eval import evaluate_split
-from nextims.models.weights import check_compatible, load_model, read_card
+from nextims.models.weights import read_card
 from nextims.phases.bde import bench_bde
 from nextims.phases.common import SpectrumContext, load_context
-from nextims.phases.spectrum import train_knn
-from nextims.training.batches import SpectrumBatches, predict_intensities
-from nextims.training.runtime import seed_everything, select_device, set_threads
+from nextims.phases.spectrum import saved_predictor, train_knn
+from nextims.training.runtime import seed_everything, set_threads
 
 COLUMNS = ("model", "R@1", "R@5", "R@10", "R@10 ±5Da", "cosine", "WDP", "pred/s")
 
@@ -35,15 +34,9 @@ def timed(predict: Callable[[np.ndarray], np.ndarray], idx: np.ndarray, repeats:
 
 def spectrum_predictors(cfg: DictConfig, ctx: SpectrumContext) -> dict[str, Callable[[np.ndarray], np.ndarray]]:
     """Every shipped spectrum model (weights folder), plus the reference models fitted on the spot."""
-    device = select_device(cfg.trainer.device)
-    predictors = {}
-    for path in sorted(Path(cfg.bench.weights).glob("*.safetensors")):
-        if read_card(path).get("task", "spectrum") != "spectrum":
-            continue
-        model, card = load_model(path, device)
-        check_compatible(card, OmegaConf.to_container(cfg.featurizer, resolve=True), int(cfg.data.max_mz), path)
-        batches = SpectrumBatches(ctx.data, ctx.features, getattr(model, "needs_graph", False), device)
-        predictors[path.stem] = (lambda m, b: lambda idx: predict_intensities(m, b, idx))(model, batches)
+    predictors = {path.stem: saved_predictor(path, cfg, ctx)
+                  for path in sorted(Path(cfg.bench.weights).glob("*.safetensors"))
+                  if read_card(path).get("task", "spectrum") == "spectrum"}
     for name in cfg.bench.reference_models:
         predictors[name] = train_knn(build(OmegaConf.load(conf_dir() / "model" / f"{name}.yaml")), ctx)
     return predictors

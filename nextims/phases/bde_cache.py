@@ -25,7 +25,7 @@ from nextims.data.bde_dataset import file_sha256
 from nextims.data.bde_graphs import BDE_FEATURIZER, MolArrays, PackedGraphs, featurizer_signature, mol_arrays
 from nextims.data.cache import H5Reader, ReopensByPath, atomic_h5, cache_is_valid, content_hash
 from nextims.data.featurize import ELEMENTS, mol_from_smiles
-from nextims.data.spectra import load_spectra
+from nextims.data.spectra import SpectraData, load_spectra
 from nextims.errors import RecordError
 from nextims.models.bondnet import BondNet, load_bondnet, predict_bonds
 from nextims.phases.common import tracked_run, write_metrics
@@ -178,10 +178,11 @@ def format_coverage(report: dict[str, Any]) -> str:
             f"with unknown bond types only {report['molecules_with_flagged_bond_types']}")
 
 
-def ensure_cache(cfg: DictConfig, tracker: Any = None) -> Path:
-    """The BDE cache of the spectrum data `cfg.data` for the configured model: reused when its key matches
-    (same weights file content, compounds, featurizer, format), else built; coverage printed and logged."""
-    data = load_spectra(OmegaConf.to_container(cfg.data, resolve=True))
+def ensure_cache(cfg: DictConfig, tracker: Any = None, data: SpectraData | None = None) -> Path:
+    """The BDE cache of the spectrum data `cfg.data` (or the already loaded `data`) for the configured model:
+    reused when its key matches (same weights file content, compounds, featurizer, format), else built;
+    coverage printed and logged."""
+    data = data if data is not None else load_spectra(OmegaConf.to_container(cfg.data, resolve=True))
     ids, smiles = [str(k) for k in data.compound_keys], list(data.compound_smiles)
     weights = weights_path(cfg)
     if not weights.exists():

@@ -5,13 +5,12 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
 from nextims.evaluation.split_eval import evaluate_split
-from nextims.models.weights import check_compatible, load_model
 from nextims.phases.common import load_context, tracked_run, write_metrics
-from nextims.training.batches import SpectrumBatches, predict_intensities
-from nextims.training.runtime import select_device, set_threads
+from nextims.phases.spectrum import saved_predictor
+from nextims.training.runtime import set_threads
 
 DEFAULT_WEIGHTS = "neims_massbank.safetensors"
 
@@ -29,12 +28,9 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     """Evaluate the model on cfg.phase.split and write metrics.json."""
     set_threads(cfg.trainer.num_threads)
     path = weights_path(cfg)
-    device = select_device(cfg.trainer.device)
-    model, card = load_model(path, device)
-    check_compatible(card, OmegaConf.to_container(cfg.featurizer, resolve=True), int(cfg.data.max_mz), path)
     ctx = load_context(cfg)
+    predict = saved_predictor(path, cfg, ctx)
     with tracked_run(cfg, {"weights": path.name}) as tracker:
-        batches = SpectrumBatches(ctx.data, ctx.features, getattr(model, "needs_graph", False), device)
-        metrics = evaluate_split(ctx.data, lambda idx: predict_intensities(model, batches, idx), str(cfg.phase.split))
+        metrics = evaluate_split(ctx.data, predict, str(cfg.phase.split))
         write_metrics(cfg, metrics, tracker)
     return metrics

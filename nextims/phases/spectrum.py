@@ -16,7 +16,7 @@ from nextims.evaluation.plots import close, mirror_plot
 from nextims.evaluation.split_eval import evaluate_split
 from nextims.losses import MultitaskTeacherLoss, spectrum_loss
 from nextims.models.knn import TanimotoKNN
-from nextims.models.weights import save_weights
+from nextims.models.weights import check_compatible, load_model, save_weights
 from nextims.phases.common import (SpectrumContext, checkpoint_dir, load_context, output_dir, tracked_run,
                                    write_metrics)
 from nextims.training.batches import SpectrumBatches, predict_intensities
@@ -27,6 +27,15 @@ from nextims.training.runtime import seed_everything, select_device, set_threads
 DATA_LICENCES = {"massbank_ei": "CC BY-NC-SA 4.0 (the most restrictive licence of the MassBank records it was "
                                 "trained on; attribution: the MassBank consortium and each record's contributors)"}
 Predictor = Callable[[np.ndarray], np.ndarray]
+
+
+def saved_predictor(path: Path, cfg: DictConfig, ctx: SpectrumContext) -> Predictor:
+    """Predictions of saved weights, after checking they match the configured features and m/z range."""
+    device = select_device(cfg.trainer.device)
+    model, card = load_model(path, device)
+    check_compatible(card, OmegaConf.to_container(cfg.featurizer, resolve=True), int(cfg.data.max_mz), path)
+    batches = SpectrumBatches(ctx.data, ctx.features, getattr(model, "needs_graph", False), device)
+    return lambda idx: predict_intensities(model, batches, idx)
 
 
 def train_knn(model: TanimotoKNN, ctx: SpectrumContext) -> Predictor:
@@ -76,7 +85,7 @@ def bde_targets(cfg: DictConfig, ctx: SpectrumContext, tracker: Any) -> list[np.
     """Per compound, the cached BDE (kcal/mol) of each bond of its graph; NaN where flagged (out of domain)."""
     from nextims.phases.bde_cache import BDECache, ensure_cache
 
-    cache = BDECache(ensure_cache(cfg, tracker))
+    cache = BDECache(ensure_cache(cfg, tracker, ctx.data))
     out = []
     for i, key in enumerate(ctx.data.compound_keys):
         n_bonds = ctx.features.graph(i).edge_index.shape[1] // 2
