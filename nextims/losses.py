@@ -94,3 +94,30 @@ class MultitaskTeacherLoss(nn.Module):
         total = self.lambda_spectrum * spectrum_loss + self.lambda_bde * bde_loss
         return total, {"loss": total.item(), "spectrum": spectrum_loss.item(), "bde": bde_loss.item(),
                        "bde_bonds": float(n_bonds)}
+
+
+class DistillationLoss(nn.Module):
+    """lambda_spectrum * hard loss (observed) + lambda_soft * soft loss (teacher) + lambda_balance * load balance.
+
+    Call: `total_loss, loss_dict = loss_fn(predicted_spectrum=..., target_spectrum=..., teacher_spectrum=...,
+    balance_loss=None)`; both targets are intensities, scored with the same spectrum loss.
+    """
+
+    def __init__(self, lambda_spectrum: float = 1.0, lambda_soft: float = 1.0, lambda_balance: float = 0.01,
+                 spectrum: nn.Module | None = None) -> None:
+        super().__init__()
+        self.lambda_spectrum = lambda_spectrum
+        self.lambda_soft = lambda_soft
+        self.lambda_balance = lambda_balance
+        self.spectrum = spectrum if spectrum is not None else CosineLoss()
+
+    def forward(self, predicted_spectrum: torch.Tensor, target_spectrum: torch.Tensor,
+                teacher_spectrum: torch.Tensor | None = None,
+                balance_loss: torch.Tensor | None = None) -> tuple[torch.Tensor, dict[str, float]]:
+        """The weighted total and its parts (floats, for logging)."""
+        hard = self.spectrum(predicted_spectrum, target_spectrum)
+        zero = predicted_spectrum.new_zeros(())
+        soft = self.spectrum(predicted_spectrum, teacher_spectrum) if teacher_spectrum is not None else zero
+        balance = balance_loss if balance_loss is not None else zero
+        total = self.lambda_spectrum * hard + self.lambda_soft * soft + self.lambda_balance * balance
+        return total, {"loss": total.item(), "spectrum": hard.item(), "soft": soft.item(), "balance": balance.item()}

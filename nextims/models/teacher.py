@@ -36,8 +36,10 @@ class TeacherGNN(nn.Module):
         self.convs = nn.ModuleList([_conv(conv, hidden_dim) for _ in range(num_layers)])
         self.norms = nn.ModuleList([nn.LayerNorm(hidden_dim) for _ in range(num_layers)])
         self.dropout = nn.Dropout(dropout)
-        self.fp_encoder = nn.Sequential(nn.Linear(fp_dim, fp_hidden), nn.ReLU(), nn.Dropout(dropout))
-        self.joint = nn.Sequential(nn.Linear(2 * hidden_dim + fp_hidden, joint_dim), nn.ReLU(), nn.Dropout(dropout),
+        # fp_hidden 0: the log counts enter the joint layer directly (as in NEIMS's first layer)
+        self.fp_encoder = (nn.Sequential(nn.Linear(fp_dim, fp_hidden), nn.ReLU(), nn.Dropout(dropout)) if fp_hidden
+                           else nn.Identity())
+        self.joint = nn.Sequential(nn.Linear(2 * hidden_dim + (fp_hidden or fp_dim), joint_dim), nn.ReLU(), nn.Dropout(dropout),
                                    *[ResidualBlock(joint_dim, 0.5, dropout) for _ in range(num_blocks)],
                                    nn.LayerNorm(joint_dim), nn.ReLU())
         self.spectrum_head = BidirectionalSpectrumHead(joint_dim, num_bins, reverse_margin)

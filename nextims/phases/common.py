@@ -51,10 +51,13 @@ def output_dir(cfg: DictConfig) -> Path:
     return Path(cfg.paths.output_dir)
 
 
-def checkpoint_dir(cfg: DictConfig, defining: Sequence[str] = RUN_DEFINING) -> Path:
-    """A folder keyed by the config entries that define the run, so the same command resumes the same training."""
+def checkpoint_dir(cfg: DictConfig, defining: Sequence[str] = RUN_DEFINING, extra: str = "") -> Path:
+    """A folder keyed by the config entries that define the run (and `extra`, e.g. the key of its inputs' cache),
+    so the same command resumes the same training."""
     resolved = OmegaConf.to_container(cfg, resolve=True)
     spec = {k: resolved.get(k) for k in defining}
+    if extra:
+        spec["extra"] = extra
     if isinstance(spec.get("trainer"), dict):
         spec["trainer"].pop("resume", None)
     return Path(cfg.paths.checkpoint_dir) / f"{cfg.phase.name}-{cfg.model.name}-{content_hash(spec)[:12]}"

@@ -1,4 +1,4 @@
-"""Phase `baseline`: train a spectrum model (NEIMS or k-NN), evaluate it on val and test, save it."""
+"""Spectrum phases `baseline`, `teacher` and `student`: train a spectrum model, evaluate it on val and test, save it."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from nextims import __version__
 from nextims.config import build
 from nextims.evaluation.plots import close, mirror_plot
 from nextims.evaluation.split_eval import evaluate_split
-from nextims.losses import MultitaskTeacherLoss, spectrum_loss
+from nextims.losses import DistillationLoss, MultitaskTeacherLoss, spectrum_loss
 from nextims.models.knn import TanimotoKNN
 from nextims.models.weights import check_compatible, load_model, save_weights
 from nextims.phases.common import (SpectrumContext, checkpoint_dir, load_context, output_dir, tracked_run,
@@ -46,37 +46,51 @@ def train_knn(model: TanimotoKNN, ctx: SpectrumContext) -> Predictor:
     return lambda idx: model.predict(ctx.fingerprints[idx])
 
 
-def build_loss(cfg: DictConfig) -> MultitaskTeacherLoss:
-    """The configured loss: a spectrum term, plus the BDE term for models with a BDE head."""
+def build_loss(cfg: DictConfig, model: torch.nn.Module) -> torch.nn.Module:
+    """The configured loss: distillation for the student (and any model with a balance term), else the spectrum
+    term plus the BDE term for models with a BDE head."""
     spectrum_cfg = OmegaConf.to_container(cfg.loss.spectrum, resolve=True)
+    spectrum = spectrum_loss(spectrum_cfg.pop("name"), **spectrum_cfg)
+    if cfg.phase.get("distill") or hasattr(model, "balance_loss"):
+        return DistillationLoss(lambda_spectrum=float(cfg.loss.lambda_spectrum), lambda_soft=float(cfg.loss.lambda_soft),
+                                lambda_balance=float(cfg.loss.lambda_balance), spectrum=spectrum)
     return MultitaskTeacherLoss(lambda_spectrum=float(cfg.loss.lambda_spectrum), lambda_bde=float(cfg.loss.lambda_bde),
-                                spectrum=spectrum_loss(spectrum_cfg.pop("name"), **spectrum_cfg),
-                                bde_scale=float(cfg.loss.bde_scale))
+                                spectrum=spectrum, bde_scale=float(cfg.loss.bde_scale))
 
 
-def train_network(model: torch.nn.Module, ctx: SpectrumContext, cfg: DictConfig, tracker: Any,
-                  bde: list[np.ndarray] | None = None) -> Predictor:
-    """Train a neural spectrum model with the shared loop (multitask when bde targets are given)."""
-    device = select_device(cfg.trainer.device)
-    model.to(device)
-    batches = SpectrumBatches(ctx.data, ctx.features, getattr(model, "needs_graph", False), device, bde=bde)
-    loss_fn = build_loss(cfg)
-    train_records = ctx.data.record_indices("train")
+def loss_step_for(loss_fn: torch.nn.Module) -> Callable[[torch.nn.Module, dict[str, Any]], tuple[torch.Tensor, dict[str, float]]]:
+    """One training step's loss for the batch's targets: multitask with `bde`, distillation with a balance term
+    or `soft` labels, else the spectrum loss alone."""
 
     def loss_step(m: torch.nn.Module, batch: dict[str, Any]) -> tuple[torch.Tensor, dict[str, float]]:
         if "bde" in batch:
             spectrum, predicted_bde = m(batch, with_bde=True)
             return loss_fn(predicted_spectrum=spectrum, target_spectrum=batch["target"],
                            predicted_bde=predicted_bde, target_bde=batch["bde"])
-        return loss_fn(predicted_spectrum=m(batch), target_spectrum=batch["target"])
+        spectrum = m(batch)
+        if isinstance(loss_fn, DistillationLoss):
+            return loss_fn(predicted_spectrum=spectrum, target_spectrum=batch["target"],
+                           teacher_spectrum=batch.get("soft"), balance_loss=getattr(getattr(m, "module", m), "balance_loss", None))
+        return loss_fn(predicted_spectrum=spectrum, target_spectrum=batch["target"])
+
+    return loss_step
+
+
+def train_network(model: torch.nn.Module, ctx: SpectrumContext, cfg: DictConfig, tracker: Any,
+                  bde: list[np.ndarray] | None = None, soft: np.ndarray | None = None, run_key: str = "") -> Predictor:
+    """Train a neural spectrum model with the shared loop (multitask with bde targets, distillation with soft labels)."""
+    device = select_device(cfg.trainer.device)
+    model.to(device)
+    batches = SpectrumBatches(ctx.data, ctx.features, getattr(model, "needs_graph", False), device, bde=bde, soft=soft)
+    train_records = ctx.data.record_indices("train")
 
     def predictor(m: torch.nn.Module) -> Predictor:
         return lambda idx: predict_intensities(m, batches, idx)
 
-    fit(model, loss_step,
+    fit(model, loss_step_for(build_loss(cfg, model)),
         epoch_batches=lambda epoch: batches.epoch(train_records, int(cfg.trainer.batch_size), int(cfg.seed) * 100003 + epoch),
         validate=lambda m: evaluate_split(ctx.data, predictor(m), "val"),
-        cfg=OmegaConf.to_container(cfg.trainer, resolve=True), ckpt_dir=checkpoint_dir(cfg),
+        cfg=OmegaConf.to_container(cfg.trainer, resolve=True), ckpt_dir=checkpoint_dir(cfg, extra=run_key),
         log=lambda metrics, step: tracker.log_metrics(metrics, step))
     return predictor(model)
 
@@ -132,11 +146,18 @@ def run(cfg: DictConfig) -> dict[str, Any]:
         tracker.log_metrics({"data/kept": ctx.data.report.kept,
                              **{f"data/dropped/{k}": v for k, v in ctx.data.report.dropped.items()}})
         model = build(cfg.model)
+        extra_card: dict[str, Any] = {}
         if isinstance(model, TanimotoKNN):
             predict = train_knn(model, ctx)
         else:
             bde = bde_targets(cfg, ctx, tracker) if cfg.phase.get("bde_targets") else None
-            predict = train_network(model, ctx, cfg, tracker, bde)
+            soft, soft_key = None, ""
+            if cfg.phase.get("distill"):
+                from nextims.phases.soft_labels import ensure_soft_labels, teacher_weights
+
+                soft, soft_key = ensure_soft_labels(cfg, ctx, tracker)
+                extra_card["teacher"] = {"weights": teacher_weights(cfg).name, "soft_labels_key": soft_key}
+            predict = train_network(model, ctx, cfg, tracker, bde, soft, run_key=soft_key)
         if not is_main():
             return {}
         metrics = {**evaluate_split(ctx.data, predict, "val"), **evaluate_split(ctx.data, predict, "test")}
@@ -147,7 +168,7 @@ def run(cfg: DictConfig) -> dict[str, Any]:
                     "data": {"name": cfg.data.name, "max_mz": int(cfg.data.max_mz),
                              "split": OmegaConf.to_container(cfg.data.split, resolve=True),
                              "counts": summary["split_counts"]},
-                    "metrics": metrics, "task": "spectrum"}
+                    "metrics": metrics, "task": "spectrum", **extra_card}
             save_weights(model, out / "model", card)
             if cfg.get("export_name"):
                 export(model, card, cfg)

@@ -16,8 +16,9 @@ class SpectrumBatches:
     """Builds model inputs for compounds and training batches for records."""
 
     def __init__(self, data: SpectraData, features: FeatureSet, needs_graph: bool, device: torch.device,
-                 bde: list[np.ndarray] | None = None) -> None:
+                 bde: list[np.ndarray] | None = None, soft: np.ndarray | None = None) -> None:
         self.data = data
+        self.soft = None if soft is None else torch.from_numpy(np.asarray(soft, dtype=np.float32))
         self.bde = None if bde is None else [torch.from_numpy(np.asarray(b, dtype=np.float32)) for b in bde]
         self.features = features
         self.needs_graph = needs_graph
@@ -31,6 +32,8 @@ class SpectrumBatches:
         """Model inputs for the given compounds."""
         idx = torch.as_tensor(np.asarray(compound_idx, dtype=np.int64))
         batch = {"fp": self.fp[idx].to(self.device), "mass": self.mass[idx].to(self.device)}
+        if self.soft is not None:
+            batch["soft"] = self.soft[idx].to(self.device)
         if self.needs_graph:
             batch["graph"] = Batch.from_data_list([self.graphs[int(i)] for i in idx]).to(self.device)
             if self.bde is not None:

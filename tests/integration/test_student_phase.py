@@ -1,0 +1,88 @@
+"""`phase=student` end to end on tiny data: soft labels from a teacher, cached and keyed, then distillation."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import h5py
+import numpy as np
+import pytest
+
+from nextims import PROJECT_ROOT
+from nextims.train import train
+from tests.conftest import TINY
+from tests.integration.test_teacher_phase import TINY_TEACHER
+
+TINY_STUDENT = [o for o in TINY if not o.startswith("model.")] + [
+    "phase=student", "model.hidden_dim=32", "model.num_blocks=1", "model.num_experts=4", "model.top_k=2"]
+
+
+@pytest.fixture
+def teacher_dir(compose_cfg, tmp_path: Path) -> Path:
+    """A weights folder holding a tiny teacher (trained without the BDE task, which the student does not need)."""
+    weights = tmp_path / "weights"
+    train(compose_cfg(TINY_TEACHER + ["phase.bde_targets=false", "export_name=teacher_tiny",
+                                      f"paths.weights_dir={weights}"]))
+    return weights
+
+
+def test_student_distils_from_cached_soft_labels(compose_cfg, teacher_dir: Path, capsys) -> None:
+    overrides = TINY_STUDENT + ["teacher.checkpoint=teacher_tiny", f"paths.weights_dir={teacher_dir}"]
+    cfg = compose_cfg(overrides)
+    metrics = train(cfg)
+    assert 0.0 <= metrics["test/recall@10"] <= 1.0
+    (cache,) = Path(cfg.paths.cache_dir).glob("soft_labels-*.h5")
+    with h5py.File(cache) as f:
+        labels = f["intensities"][:]
+        assert f.attrs["complete"] and labels.shape[1] == int(cfg.data.max_mz) + 1
+        assert np.isfinite(labels).all() and (labels.sum(1) > 0).all()
+    from nextims.training.checkpoint import load_checkpoint
+
+    (last,) = Path(cfg.paths.checkpoint_dir).glob("student-student_moe-*/last.ckpt")
+    first = load_checkpoint(last)["loop"]["history"][0]
+    assert first["train/soft"] > 0 and first["train/balance"] >= 1.0 - 1e-6
+    capsys.readouterr()
+
+    train(compose_cfg(overrides))
+    assert "reusing soft labels" in capsys.readouterr().out
+
+    train(compose_cfg(TINY_TEACHER + ["phase.bde_targets=false", "export_name=teacher_tiny", "seed=1",
+                                      f"paths.weights_dir={teacher_dir}"]))
+    train(compose_cfg(overrides))
+    assert "built soft labels" in capsys.readouterr().out  # a retrained teacher is a new key
+    assert len(list(Path(cfg.paths.cache_dir).glob("soft_labels-*.h5"))) == 2
+
+
+def test_student_without_teacher_lists_shipped_models(compose_cfg, tmp_path: Path) -> None:
+    cfg = compose_cfg(TINY_STUDENT + ["teacher.checkpoint=no_such_teacher", f"paths.weights_dir={tmp_path}"])
+    with pytest.raises(FileNotFoundError, match="no_such_teacher"):
+        train(cfg)
+
+
+@pytest.mark.slow
+def test_joint_sweep_tunes_lambda_bde_and_num_experts(compose_cfg, tmp_path: Path) -> None:
+    import optuna
+
+    from tests.integration.test_teacher_phase import TINY_BDE
+
+    weights = tmp_path / "weights"
+    train(compose_cfg(TINY_BDE + ["export_name=bde_tiny", f"paths.weights_dir={weights}"]))
+    storage = f"sqlite:///{tmp_path}/optuna.db"
+    overrides = [o for o in TINY if not o.startswith("model.")] + [
+        "phase=teacher_student", "hparams_search=teacher_student_optuna", "hydra.sweeper.n_trials=2",
+        "hydra.sweeper.n_jobs=1", "hydra.launcher.n_jobs=1", f"hydra.sweeper.storage={storage}",
+        "hydra.sweeper.study_name=pair", f"hydra.sweep.dir={tmp_path}/multirun",
+        f"phase.bde_weights={weights}/bde_tiny.safetensors", "model.hidden_dim=32", "model.num_blocks=1",
+        "teacher.model.hidden_dim=32", "teacher.model.num_layers=2", "teacher.model.joint_dim=64",
+        "teacher.model.fp_hidden=32", f"paths.cache_dir={tmp_path}/cache", f"paths.checkpoint_dir={tmp_path}/ckpt"]
+    done = subprocess.run([sys.executable, "-m", "nextims.train", "-m", *overrides], cwd=PROJECT_ROOT,
+                          capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    trials = optuna.load_study(study_name="pair", storage=storage).trials
+    assert [t.state for t in trials] == [optuna.trial.TrialState.COMPLETE] * 2
+    assert all(set(t.params) == {"loss.lambda_bde", "model.num_experts"} and 0 <= t.value <= 1 for t in trials)
+    for job in range(2):
+        for half in ("teacher", "student"):
+            assert (tmp_path / "multirun" / str(job) / half / "model.safetensors").exists()
