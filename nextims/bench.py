@@ -1,4 +1,4 @@
-"""Benchmarks: `python -m nextims.bench spectra [hydra overrides]`."""
+"""Benchmarks: `python -m nextims.bench {spectra,bde,speed} [hydra overrides]`."""
 
 from __future__ import annotations
 
@@ -17,6 +17,7 @@ from nextims.models.weights import read_card
 from nextims.phases.bde import bench_bde
 from nextims.phases.common import SpectrumContext, load_context
 from nextims.phases.spectrum import saved_predictor, train_knn
+from nextims.speed import bench_speed
 from nextims.training.runtime import seed_everything, set_threads
 
 COLUMNS = ("model", "R@1", "R@5", "R@10", "R@10 ±5Da", "cosine", "WDP", "pred/s")
@@ -68,7 +69,7 @@ def bench_spectra(cfg: DictConfig) -> list[dict[str, float | str]]:
     return rows
 
 
-BENCHMARKS = {"spectra": bench_spectra, "bde": bench_bde}
+BENCHMARKS = {"spectra": bench_spectra, "bde": bench_bde, "speed": bench_speed}
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -1,4 +1,4 @@
-"""Predict EI mass spectra: `python -m nextims.predict input=<SMILES or file> output=<out.msp|out.json>`."""
+"""Predict EI mass spectra: `python -m nextims.predict input=<SMILES or file> output=<out.msp|out.json> [model=...]`."""
 
 from __future__ import annotations
 
@@ -10,10 +10,12 @@ from pathlib import Path
 from typing import Iterable, Iterator
 
 import hydra
-from omegaconf import DictConfig
+from hydra import compose, initialize
+from hydra.core.config_store import ConfigStore
+from omegaconf import DictConfig, OmegaConf
 from tqdm import tqdm
 
-from nextims.config import register_resolvers
+from nextims.config import conf_dir, register_resolvers
 from nextims.data.molecules import InputMolecule, PreparedMolecule, prepare_molecule, read_molecules
 from nextims.errors import DropReport, RecordError
 from nextims.io.msp import write_msp
@@ -23,10 +25,32 @@ from nextims.spectrum import Spectrum, unbin_spectrum
 register_resolvers()
 
 
+# conf/predict.yaml is composed from Hydra's config store, not from conf/, where `model=<name>` would be read
+# as a choice in the `model` config group (the architectures) instead of a value of predict's `model` key.
+CONFIG_NAME = "nextims_predict"
+ConfigStore.instance().store(name=CONFIG_NAME, node=OmegaConf.load(conf_dir() / "predict.yaml"))
+
+
+def compose_predict(overrides: Iterable[str] = ()) -> DictConfig:
+    """The predict config with overrides, as `python -m nextims.predict <overrides>` would see it."""
+    with initialize(version_base="1.3", config_path=None):
+        return compose(CONFIG_NAME, overrides=list(overrides))
+
+
+def model_weights(cfg: DictConfig) -> Path:
+    """The weights file of cfg.model: student | teacher | neims (the shipped model of that kind), a shipped
+    model's name, or a path to a .safetensors file."""
+    model = str(cfg.model)
+    try:
+        return weights_file(str(cfg.shipped.get(model, model)), Path(cfg.paths.weights_dir))
+    except FileNotFoundError as err:
+        raise FileNotFoundError(f"model={model}: {err}; choose model=neims (the NEIMS baseline), another of "
+                                f"{', '.join(cfg.shipped)}, a shipped model's name or a .safetensors file") from None
+
+
 def predicted_spectra(predictor: SpectrumPredictor, items: Iterable[InputMolecule], cfg: DictConfig,
                       report: DropReport, failures: list[tuple[str, str, str]]) -> Iterator[Spectrum]:
     """Stream predicted spectra in batches; molecules that fail are counted, listed and skipped."""
-    model_name = Path(str(cfg.weights)).stem
     progress = tqdm(unit="mol", disable=not cfg.progress, desc="predicting")
     iterator = iter(items)
     while chunk := list(itertools.islice(iterator, int(cfg.batch_size))):
@@ -38,7 +62,8 @@ def predicted_spectra(predictor: SpectrumPredictor, items: Iterable[InputMolecul
                 report.drop_error(err)
                 failures.append((err.record, err.reason, err.detail))
         for mol, binned in zip(prepared, predictor.predict(prepared)):
-            comment = f"predicted by NExtIMS ({model_name}), 70 eV EI, unit m/z" + (f"; {mol.note}" if mol.note else "")
+            comment = (f"predicted by NExtIMS ({predictor.name}), 70 eV EI, unit m/z"
+                       + (f"; {mol.note}" if mol.note else ""))
             spectrum = unbin_spectrum(binned, {"id": mol.name, "name": mol.name, "smiles": mol.smiles,
                                                "inchikey": mol.inchikey, "formula": mol.formula, "mw": mol.mass,
                                                "comments": comment}, min_relative=float(cfg.min_relative_intensity))
@@ -86,7 +111,7 @@ def save_plots(spectra: Iterable[Spectrum], folder: Path) -> Iterator[Spectrum]:
 
 def run_predict(cfg: DictConfig) -> DropReport:
     """Predict spectra for cfg.input and write cfg.output; returns the report of written and failed molecules."""
-    predictor = SpectrumPredictor.load(weights_file(str(cfg.weights), Path(cfg.paths.weights_dir)), str(cfg.device))
+    predictor = SpectrumPredictor.load(model_weights(cfg), str(cfg.device))
     output = Path(str(cfg.output))
     if output.suffix.lower() not in (".msp", ".json"):
         raise ValueError(f"output {output}: use a .msp or .json file name")
@@ -111,7 +136,7 @@ def run_predict(cfg: DictConfig) -> DropReport:
     return report
 
 
-@hydra.main(version_base="1.3", config_path="../conf", config_name="predict")
+@hydra.main(version_base="1.3", config_path=None, config_name=CONFIG_NAME)
 def main(cfg: DictConfig) -> None:
     """Hydra entry."""
     run_predict(cfg)

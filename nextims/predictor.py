@@ -36,13 +36,14 @@ class SpectrumPredictor:
     model: torch.nn.Module
     card: dict[str, Any]
     device: torch.device
+    name: str = "model"
 
     @classmethod
     def load(cls, path: Path, device: str = "auto") -> "SpectrumPredictor":
-        """Load weights and card."""
+        """Load weights and card; the model is named after the weights file."""
         dev = select_device(device)
         model, card = load_model(path, dev)
-        return cls(model, card, dev)
+        return cls(model, card, dev, Path(path).stem)
 
     def __post_init__(self) -> None:
         feat = self.card["featurizer"]

@@ -14,6 +14,10 @@ from rdkit.Chem.MolStandardize import rdMolStandardize
 from nextims.data.featurize import ELEMENTS, mol_from_smiles, nominal_mass
 from nextims.errors import RecordError
 
+# Matches any atom of an element outside ELEMENTS (one substructure search instead of a Python loop over atoms).
+_EXOTIC_ATOM = Chem.MolFromSmarts(
+    "[" + "&".join(f"!#{Chem.GetPeriodicTable().GetAtomicNumber(e)}" for e in ELEMENTS) + "]")
+
 
 @dataclass
 class InputMolecule:
@@ -79,8 +83,8 @@ def prepare_molecule(item: InputMolecule, max_mass: int, max_heavy_atoms: int = 
         note = f"largest organic fragment of {item.smiles}"
     if Chem.GetFormalCharge(mol) != 0:
         raise RecordError(item.name, "net_charge", f"charge {Chem.GetFormalCharge(mol):+d}")
-    exotic = sorted({a.GetSymbol() for a in mol.GetAtoms()} - set(ELEMENTS))
-    if exotic:
+    if mol.HasSubstructMatch(_EXOTIC_ATOM):
+        exotic = sorted({a.GetSymbol() for a in mol.GetAtoms()} - set(ELEMENTS))
         raise RecordError(item.name, "unsupported_element", ",".join(exotic))
     mass = nominal_mass(mol)
     if mol.GetNumHeavyAtoms() > max_heavy_atoms or mass > max_mass:

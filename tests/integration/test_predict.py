@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from nextims import PROJECT_ROOT
-from nextims.predict import run_predict
+from nextims.predict import compose_predict, model_weights, run_predict
 from nextims.train import train
 from tests.conftest import TINY
 
@@ -37,18 +37,18 @@ def weights(compose_cfg, tmp_path: Path) -> Path:
     return out / "tiny.safetensors"
 
 
-def predict(compose_cfg, *overrides: str):
+def predict(*overrides: str):
     """Compose conf/predict.yaml and run it."""
-    return run_predict(compose_cfg(["progress=false", *overrides], name="predict"))
+    return run_predict(compose_predict(["progress=false", *overrides]))
 
 
-def test_predict_smi_to_msp_reports_failures_and_loads_in_matchms(compose_cfg, weights: Path, tmp_path: Path) -> None:
+def test_predict_smi_to_msp_reports_failures_and_loads_in_matchms(weights: Path, tmp_path: Path) -> None:
     from matchms.importing import load_from_msp
 
     smi = tmp_path / "in.smi"
     smi.write_text(SMI)
     out = tmp_path / "out.msp"
-    report = predict(compose_cfg, f"input={smi}", f"output={out}", f"weights={weights}")
+    report = predict(f"input={smi}", f"output={out}", f"model={weights}")
     assert report.kept == 3
     assert dict(report.dropped) == {"bad_smiles": 1, "net_charge": 1, "unsupported_element": 1, "too_large": 1}
     errors = (tmp_path / "out.msp.errors.tsv").read_text().splitlines()
@@ -64,13 +64,13 @@ def test_predict_smi_to_msp_reports_failures_and_loads_in_matchms(compose_cfg, w
         assert s.peaks.mz.max() <= 94 + 2 and all(float(m).is_integer() for m in s.peaks.mz)
 
 
-def test_predict_csv_and_sdf_to_json_with_plots(compose_cfg, weights: Path, tmp_path: Path) -> None:
+def test_predict_csv_and_sdf_to_json_with_plots(weights: Path, tmp_path: Path) -> None:
     from rdkit import Chem
 
     csv_in = tmp_path / "in.csv"
     csv_in.write_text("id,structure\nA,CCO\nB,not_a_smiles\n")
     out = tmp_path / "out.json"
-    report = predict(compose_cfg, f"input={csv_in}", f"output={out}", f"weights={weights}", "smiles_column=structure",
+    report = predict(f"input={csv_in}", f"output={out}", f"model={weights}", "smiles_column=structure",
                      "name_column=id", f"plots={tmp_path}/plots")
     records = json.loads(out.read_text())
     assert report.kept == 1 and [r["name"] for r in records] == ["A"] and records[0]["peaks"]
@@ -82,13 +82,31 @@ def test_predict_csv_and_sdf_to_json_with_plots(compose_cfg, weights: Path, tmp_
             mol.SetProp("_Name", name)
             w.write(mol)
     out2 = tmp_path / "out2.json"
-    predict(compose_cfg, f"input={sdf}", f"output={out2}", f"weights={weights}")
+    predict(f"input={sdf}", f"output={out2}", f"model={weights}")
     assert [r["name"] for r in json.loads(out2.read_text())] == ["methoxyethane", "benzene"]
 
 
-def test_predict_command_line_single_smiles(weights: Path, tmp_path: Path) -> None:
+def test_predict_command_line_default_model_is_the_shipped_student(weights: Path, tmp_path: Path) -> None:
+    shipped = tmp_path / "shipped"
+    shipped.mkdir()
+    for suffix in (".safetensors", ".json"):
+        shutil.copy(weights.with_suffix(suffix), shipped / f"student_massbank{suffix}")
+    assert model_weights(compose_predict([f"paths.weights_dir={shipped}"])) == shipped / "student_massbank.safetensors"
     out = tmp_path / "one.msp"
     done = subprocess.run([sys.executable, "-m", "nextims.predict", 'input="CC(=O)C"', f"output={out}",
-                           f"weights={weights}", "progress=false"], cwd=PROJECT_ROOT, capture_output=True, text=True)
+                           f"paths.weights_dir={shipped}", "progress=false"],
+                          cwd=PROJECT_ROOT, capture_output=True, text=True)
     assert done.returncode == 0, done.stderr[-2000:]
-    assert "Name: CC(=O)C" in out.read_text() and "wrote 1 spectra" in done.stdout
+    text = out.read_text()
+    assert "Name: CC(=O)C" in text and "wrote 1 spectra" in done.stdout
+    assert "predicted by NExtIMS (student_massbank)" in text
+
+
+def test_predict_missing_model_names_the_shipped_ones(tmp_path: Path) -> None:
+    for name in ("neims_massbank", "bondnet_bde_db2"):
+        (tmp_path / f"{name}.safetensors").touch()
+    with pytest.raises(FileNotFoundError, match="student_massbank") as err:
+        predict("input=CCO", f"output={tmp_path}/x.msp", f"paths.weights_dir={tmp_path}")
+    assert "shipped models: bondnet_bde_db2, neims_massbank" in str(err.value) and "model=neims" in str(err.value)
+    with pytest.raises(FileNotFoundError, match="model=teacher"):
+        predict("input=CCO", f"output={tmp_path}/x.msp", f"paths.weights_dir={tmp_path}", "model=teacher")

@@ -1,0 +1,122 @@
+"""End-to-end prediction speed: molecules per second from a SMILES file to an MSP file."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import itertools
+import tempfile
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+from omegaconf import DictConfig, OmegaConf
+
+from nextims.data.featurize import count_morgan
+from nextims.data.molecules import prepare_molecule, read_molecules
+from nextims.data.spectra import load_spectra
+from nextims.errors import RecordError
+from nextims.predict import compose_predict, model_weights, run_predict
+from nextims.training.runtime import set_threads
+
+FEATURIZE = "featurize"
+COLUMNS = ("name", "molecules", "seconds", "mol/s", "ms/mol", "of featurize", "vs teacher")
+
+
+def write_smi(smiles: list[str], count: int, path: Path) -> Path:
+    """A .smi file of `count` molecules named mol1.., cycling through smiles."""
+    with path.open("w", encoding="utf-8") as out:
+        for i, smi in enumerate(itertools.islice(itertools.cycle(smiles), count), 1):
+            out.write(f"{smi} mol{i}\n")
+    return path
+
+
+def best_seconds(run: Callable[[], object], repeats: int) -> float:
+    """The shortest wall time of `repeats` runs."""
+    best = float("inf")
+    for _ in range(max(1, repeats)):
+        start = time.perf_counter()
+        run()
+        best = min(best, time.perf_counter() - start)
+    return best
+
+
+def featurize_file(path: Path, max_mz: int, max_heavy_atoms: int, n_bits: int, radius: int) -> int:
+    """Read a .smi file, prepare each molecule and compute its count fingerprint; returns the molecules kept."""
+    kept = 0
+    for item in read_molecules(str(path)):
+        try:
+            count_morgan(prepare_molecule(item, max_mz, max_heavy_atoms).mol, n_bits, radius)
+        except RecordError:
+            continue
+        kept += 1
+    return kept
+
+
+def predict_quietly(cfg: DictConfig, source: Path) -> None:
+    """run_predict on a .smi file with its console report swallowed."""
+    cfg.input = str(source)
+    with contextlib.redirect_stdout(io.StringIO()):
+        run_predict(cfg)
+
+
+def bench_speed(cfg: DictConfig) -> list[dict[str, Any]]:
+    """Time `python -m nextims.predict` (SMILES in, MSP out) for each configured model and the featurize
+    ceiling (read + prepare + fingerprint, no model); print the table."""
+    speed = cfg.bench.speed
+    set_threads(cfg.trainer.num_threads)
+    smiles = load_spectra(OmegaConf.to_container(cfg.data, resolve=True)).compound_smiles
+    count, repeats = int(speed.molecules), int(speed.repeats)
+    base = compose_predict(["progress=false", f"device={speed.device}", *speed.predict_overrides])
+    base.paths.weights_dir = str(cfg.bench.weights)
+    rows: list[dict[str, Any]] = []
+    with tempfile.TemporaryDirectory(prefix="nextims-speed-") as tmp:
+        source = write_smi(smiles, count, Path(tmp) / "molecules.smi")
+        warmup = write_smi(smiles[: int(speed.warmup)], min(int(speed.warmup), count), Path(tmp) / "warmup.smi")
+        base.output = str(Path(tmp) / "predicted.msp")
+        for model in speed.models:
+            pcfg = base.copy()
+            pcfg.model = str(model)
+            name = Path(str(model)).stem
+            try:
+                model_weights(pcfg)
+            except FileNotFoundError:
+                rows.append({"name": name, "molecules": count, "seconds": None})
+                continue
+            predict_quietly(pcfg, warmup)
+            rows.append({"name": name, "molecules": count,
+                         "seconds": best_seconds(lambda: predict_quietly(pcfg, source), repeats)})
+        settings = (int(cfg.data.max_mz), int(base.max_heavy_atoms), int(cfg.featurizer.fp_bits),
+                    int(cfg.featurizer.fp_radius))
+        featurize_file(warmup, *settings)
+        rows.append({"name": FEATURIZE, "molecules": count,
+                     "seconds": best_seconds(lambda: featurize_file(source, *settings), repeats)})
+    print_speed_table(rows, cfg, len(smiles))
+    return rows
+
+
+def print_speed_table(rows: list[dict[str, Any]], cfg: DictConfig, compounds: int) -> None:
+    """The table (filling in the derived columns of rows; seconds None = missing weights) and the summary line."""
+    timed = {r["name"]: r["seconds"] for r in rows if r["seconds"] is not None}
+    for r in rows:
+        if r["name"] in timed:
+            r["mol/s"] = r["molecules"] / r["seconds"]
+            r["ms/mol"] = 1000.0 * r["seconds"] / r["molecules"]
+            r["of featurize"] = timed[FEATURIZE] / r["seconds"]
+            r["vs teacher"] = timed["teacher"] / r["seconds"] if "teacher" in timed else "-"
+    speed = cfg.bench.speed
+    print(f"\nspeed benchmark: {speed.molecules} molecules ({compounds} compounds of data={cfg.data.name}, cycled), "
+          f"SMILES file -> MSP file, device={speed.device}, threads={cfg.trainer.num_threads or 'default'}, "
+          f"best of {speed.repeats}; {FEATURIZE} = read + prepare + fingerprint, no model")
+    width = max(len(str(r["name"])) for r in rows)
+    print(" | ".join(f"{c:>{width if c == 'name' else 12}s}" for c in COLUMNS))
+    for r in rows:
+        cells = [f"{r['name']:>{width}s}", f"{r['molecules']:>12d}"]
+        if "mol/s" in r:
+            vs = r["vs teacher"]
+            cells += [f"{r['seconds']:>12.2f}", f"{r['mol/s']:>12.0f}", f"{r['ms/mol']:>12.3f}",
+                      f"{r['of featurize']:>12.1%}", f"{vs:>11.2f}x" if isinstance(vs, float) else f"{vs:>12s}"]
+        else:
+            cells.append(f"{'missing':>12s}")
+        print(" | ".join(cells))
+    print("speed " + " ".join(f"{r['name']}={round(r['mol/s']) if 'mol/s' in r else 'missing'}" for r in rows))
