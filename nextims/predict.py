@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import itertools
+import contextlib
 import json
 import os
 import tempfile
@@ -10,20 +10,25 @@ from pathlib import Path
 from typing import Iterable, Iterator
 
 import hydra
+import torch
 from hydra import compose, initialize
 from hydra.core.config_store import ConfigStore
 from omegaconf import DictConfig, OmegaConf
 from tqdm import tqdm
 
 from nextims.config import conf_dir, register_resolvers
-from nextims.data.molecules import InputMolecule, PreparedMolecule, prepare_molecule, read_molecules
-from nextims.errors import DropReport, RecordError
+from nextims.data.molecules import InputMolecule, prepared_chunks, read_molecules
+from nextims.errors import DropReport
 from nextims.io.msp import write_msp
 from nextims.predictor import SpectrumPredictor, weights_file
 from nextims.spectrum import Spectrum, unbin_spectrum
 
 register_resolvers()
 
+
+# `workers=auto` starts no more preparation processes than this: beyond it the main process (model, writing)
+# is the bottleneck.
+MAX_AUTO_WORKERS = 8
 
 # conf/predict.yaml is composed from Hydra's config store, not from conf/, where `model=<name>` would be read
 # as a choice in the `model` config group (the architectures) instead of a value of predict's `model` key.
@@ -48,20 +53,47 @@ def model_weights(cfg: DictConfig) -> Path:
                                 f"{', '.join(cfg.shipped)}, a shipped model's name or a .safetensors file") from None
 
 
+def worker_count(workers: int | str) -> int:
+    """The preparation processes that `workers` asks for: `auto` = one per CPU this process may use, at most
+    MAX_AUTO_WORKERS; 0 or 1 = none, molecules are prepared in the main process."""
+    if workers != "auto":
+        return int(workers)
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    return min(cpus, MAX_AUTO_WORKERS)
+
+
+def thread_count(threads: int | str | None, workers: int) -> int | None:
+    """torch's thread count for the model that `num_threads` asks for: `auto` = 1 when worker processes
+    prepare the molecules (they need the CPUs), else torch's default (None)."""
+    if threads == "auto":
+        return 1 if workers > 1 else None
+    return int(threads) if threads else None
+
+
+@contextlib.contextmanager
+def torch_threads(threads: int | None) -> Iterator[None]:
+    """torch's intra-op thread count set to `threads` (None: left alone) for the duration."""
+    before = torch.get_num_threads()
+    if threads:
+        torch.set_num_threads(threads)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
 def predicted_spectra(predictor: SpectrumPredictor, items: Iterable[InputMolecule], cfg: DictConfig,
                       report: DropReport, failures: list[tuple[str, str, str]]) -> Iterator[Spectrum]:
-    """Stream predicted spectra in batches; molecules that fail are counted, listed and skipped."""
+    """Stream predicted spectra in batches, prepared by cfg.workers processes; molecules that fail are counted,
+    listed and skipped."""
     progress = tqdm(unit="mol", disable=not cfg.progress, desc="predicting")
-    iterator = iter(items)
-    while chunk := list(itertools.islice(iterator, int(cfg.batch_size))):
-        prepared: list[PreparedMolecule] = []
-        for item in chunk:
-            try:
-                prepared.append(prepare_molecule(item, predictor.max_mz, int(cfg.max_heavy_atoms)))
-            except RecordError as err:
-                report.drop_error(err)
-                failures.append((err.record, err.reason, err.detail))
-        for mol, binned in zip(prepared, predictor.predict(prepared)):
+    chunks = prepared_chunks(items, predictor.chunk_preparer(int(cfg.max_heavy_atoms)), int(cfg.batch_size),
+                             worker_count(cfg.workers), cfg.start_method)
+    for chunk in chunks:
+        for name, reason, detail in chunk.failures:
+            report.drop(reason, name, detail)
+            failures.append((name, reason, detail))
+        for mol, binned in zip(chunk.molecules, predictor.predict_features(chunk)):
             comment = (f"predicted by NExtIMS ({predictor.name}), 70 eV EI, unit m/z"
                        + (f"; {mol.note}" if mol.note else ""))
             spectrum = unbin_spectrum(binned, {"id": mol.name, "name": mol.name, "smiles": mol.smiles,
@@ -73,7 +105,7 @@ def predicted_spectra(predictor: SpectrumPredictor, items: Iterable[InputMolecul
                 continue
             report.keep()
             yield spectrum
-        progress.update(len(chunk))
+        progress.update(chunk.size)
     progress.close()
 
 
@@ -121,16 +153,18 @@ def run_predict(cfg: DictConfig) -> DropReport:
     spectra = predicted_spectra(predictor, items, cfg, report, failures)
     if cfg.plots:
         spectra = save_plots(spectra, Path(str(cfg.plots)))
-    if output.suffix.lower() == ".msp":
-        write_msp(spectra, output, intensity_scale=999.0, min_relative=float(cfg.min_relative_intensity))
-    else:
-        write_json(spectra, output)
+    with torch_threads(thread_count(cfg.num_threads, worker_count(cfg.workers))):
+        if output.suffix.lower() == ".msp":
+            write_msp(spectra, output, intensity_scale=999.0, min_relative=float(cfg.min_relative_intensity))
+        else:
+            write_json(spectra, output)
     errors = output.with_name(output.name + ".errors.tsv")
     if failures:
         errors.write_text("name\treason\tdetail\n" + "".join(f"{n}\t{r}\t{d}\n" for n, r, d in failures))
     else:
         errors.unlink(missing_ok=True)
-    print(f"wrote {report.kept} spectra to {output}" + (f"; {len(failures)} failed, listed in {errors}" if failures else ""))
+    print(f"wrote {report.kept} spectra to {output}"
+          + (f"; {len(failures)} failed, listed in {errors}" if failures else ""))
     if failures:
         print(report.format())
     return report

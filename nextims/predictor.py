@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -12,8 +12,7 @@ from omegaconf import OmegaConf
 from torch_geometric.data import Batch
 
 from nextims.config import build
-from nextims.data.featurize import count_morgan
-from nextims.data.molecules import PreparedMolecule
+from nextims.data.molecules import ChunkPreparer, PreparedChunk
 from nextims.models.weights import load_model
 from nextims.training.runtime import select_device
 
@@ -31,7 +30,7 @@ def weights_file(model: str, weights_dir: Path) -> Path:
 
 @dataclass
 class SpectrumPredictor:
-    """Predicts binned spectra for prepared molecules with a saved model."""
+    """Predicts binned spectra of prepared molecules with a saved model."""
 
     model: torch.nn.Module
     card: dict[str, Any]
@@ -48,21 +47,27 @@ class SpectrumPredictor:
     def __post_init__(self) -> None:
         feat = self.card["featurizer"]
         self.n_bits, self.radius = int(feat["fp_bits"]), int(feat["fp_radius"])
-        self.graph_featurizer = build(OmegaConf.create(feat["graph"])) if getattr(self.model, "needs_graph", False) else None
+        needs_graph = getattr(self.model, "needs_graph", False)
+        self.graph_featurizer = build(OmegaConf.create(feat["graph"])) if needs_graph else None
 
     @property
     def max_mz(self) -> int:
         """The largest predicted m/z."""
         return int(self.card["data"]["max_mz"])
 
+    def chunk_preparer(self, max_heavy_atoms: int = 100) -> ChunkPreparer:
+        """The preparation of input molecules into this model's inputs, with the card's featurizer settings."""
+        return ChunkPreparer(self.max_mz, max_heavy_atoms, self.n_bits, self.radius, self.graph_featurizer)
+
     @torch.no_grad()
-    def predict(self, molecules: Sequence[PreparedMolecule]) -> np.ndarray:
-        """Relative intensities (n, max_mz + 1) for the molecules."""
-        if not molecules:
+    def predict_features(self, chunk: PreparedChunk) -> np.ndarray:
+        """Relative intensities (n, max_mz + 1) of the chunk's molecules; bin 0 is zero (no EI fragment has m/z 0)."""
+        if not chunk.molecules:
             return np.zeros((0, self.max_mz + 1), np.float32)
-        fp = np.stack([count_morgan(m.mol, self.n_bits, self.radius) for m in molecules])
-        batch = {"fp": torch.from_numpy(fp).to(self.device),
-                 "mass": torch.tensor([m.mass for m in molecules], device=self.device)}
+        batch = {"fp": torch.from_numpy(chunk.fingerprints).to(self.device),
+                 "mass": torch.tensor([m.mass for m in chunk.molecules], device=self.device)}
         if self.graph_featurizer is not None:
-            batch["graph"] = Batch.from_data_list([self.graph_featurizer(m.mol) for m in molecules]).to(self.device)
-        return self.model(batch).float().pow(2).cpu().numpy()
+            batch["graph"] = Batch.from_data_list(chunk.graphs).to(self.device)
+        spectra = self.model(batch).float().pow(2)
+        spectra[:, 0] = 0.0
+        return spectra.cpu().numpy()

@@ -10,13 +10,12 @@ import time
 from pathlib import Path
 from typing import Any, Callable
 
+import torch
 from omegaconf import DictConfig, OmegaConf
 
-from nextims.data.featurize import count_morgan
-from nextims.data.molecules import prepare_molecule, read_molecules
+from nextims.data.molecules import ChunkPreparer, prepared_chunks, read_molecules
 from nextims.data.spectra import load_spectra
-from nextims.errors import RecordError
-from nextims.predict import compose_predict, model_weights, run_predict
+from nextims.predict import compose_predict, model_weights, run_predict, thread_count, worker_count
 from nextims.training.runtime import set_threads
 
 FEATURIZE = "featurize"
@@ -41,16 +40,12 @@ def best_seconds(run: Callable[[], object], repeats: int) -> float:
     return best
 
 
-def featurize_file(path: Path, max_mz: int, max_heavy_atoms: int, n_bits: int, radius: int) -> int:
-    """Read a .smi file, prepare each molecule and compute its count fingerprint; returns the molecules kept."""
-    kept = 0
-    for item in read_molecules(str(path)):
-        try:
-            count_morgan(prepare_molecule(item, max_mz, max_heavy_atoms).mol, n_bits, radius)
-        except RecordError:
-            continue
-        kept += 1
-    return kept
+def featurize_file(path: Path, prepare: ChunkPreparer, cfg: DictConfig) -> int:
+    """Read a .smi file and prepare it in chunks as predict with cfg does (its workers), but with no model;
+    returns the molecules kept."""
+    chunks = prepared_chunks(read_molecules(str(path)), prepare, int(cfg.batch_size), worker_count(cfg.workers),
+                             cfg.start_method)
+    return sum(len(chunk.molecules) for chunk in chunks)
 
 
 def predict_quietly(cfg: DictConfig, source: Path) -> None:
@@ -69,6 +64,8 @@ def bench_speed(cfg: DictConfig) -> list[dict[str, Any]]:
     count, repeats = int(speed.molecules), int(speed.repeats)
     base = compose_predict(["progress=false", f"device={speed.device}", *speed.predict_overrides])
     base.paths.weights_dir = str(cfg.bench.weights)
+    if cfg.trainer.num_threads:
+        base.num_threads = int(cfg.trainer.num_threads)
     rows: list[dict[str, Any]] = []
     with tempfile.TemporaryDirectory(prefix="nextims-speed-") as tmp:
         source = write_smi(smiles, count, Path(tmp) / "molecules.smi")
@@ -86,16 +83,16 @@ def bench_speed(cfg: DictConfig) -> list[dict[str, Any]]:
             predict_quietly(pcfg, warmup)
             rows.append({"name": name, "molecules": count,
                          "seconds": best_seconds(lambda: predict_quietly(pcfg, source), repeats)})
-        settings = (int(cfg.data.max_mz), int(base.max_heavy_atoms), int(cfg.featurizer.fp_bits),
-                    int(cfg.featurizer.fp_radius))
-        featurize_file(warmup, *settings)
+        prepare = ChunkPreparer(int(cfg.data.max_mz), int(base.max_heavy_atoms), int(cfg.featurizer.fp_bits),
+                                int(cfg.featurizer.fp_radius))
+        featurize_file(warmup, prepare, base)
         rows.append({"name": FEATURIZE, "molecules": count,
-                     "seconds": best_seconds(lambda: featurize_file(source, *settings), repeats)})
-    print_speed_table(rows, cfg, len(smiles))
+                     "seconds": best_seconds(lambda: featurize_file(source, prepare, base), repeats)})
+    print_speed_table(rows, cfg, base, len(smiles))
     return rows
 
 
-def print_speed_table(rows: list[dict[str, Any]], cfg: DictConfig, compounds: int) -> None:
+def print_speed_table(rows: list[dict[str, Any]], cfg: DictConfig, predict_cfg: DictConfig, compounds: int) -> None:
     """The table (filling in the derived columns of rows; seconds None = missing weights) and the summary line."""
     timed = {r["name"]: r["seconds"] for r in rows if r["seconds"] is not None}
     for r in rows:
@@ -105,9 +102,12 @@ def print_speed_table(rows: list[dict[str, Any]], cfg: DictConfig, compounds: in
             r["of featurize"] = timed[FEATURIZE] / r["seconds"]
             r["vs teacher"] = timed["teacher"] / r["seconds"] if "teacher" in timed else "-"
     speed = cfg.bench.speed
+    workers = worker_count(predict_cfg.workers)
+    threads = thread_count(predict_cfg.num_threads, workers) or torch.get_num_threads()
     print(f"\nspeed benchmark: {speed.molecules} molecules ({compounds} compounds of data={cfg.data.name}, cycled), "
-          f"SMILES file -> MSP file, device={speed.device}, threads={cfg.trainer.num_threads or 'default'}, "
-          f"best of {speed.repeats}; {FEATURIZE} = read + prepare + fingerprint, no model")
+          f"SMILES file -> MSP file, device={speed.device}, workers={workers}, model threads={threads}, "
+          f"batch={predict_cfg.batch_size}, best of {speed.repeats}; {FEATURIZE} = read + prepare + fingerprint "
+          f"(same workers), no model")
     width = max(len(str(r["name"])) for r in rows)
     print(" | ".join(f"{c:>{width if c == 'name' else 12}s}" for c in COLUMNS))
     for r in rows:

@@ -80,11 +80,13 @@ def count_morgan(mol: Chem.Mol, n_bits: int = 4096, radius: int = 2) -> np.ndarr
 
 def nominal_mass(mol: Chem.Mol) -> int:
     """Nominal mass: integer masses of the most abundant isotopes (or labelled ones), hydrogens included."""
-    total = 0
-    for atom in mol.GetAtoms():
-        isotope = atom.GetIsotope()
-        total += isotope or _PERIODIC_TABLE.GetMostCommonIsotope(atom.GetAtomicNum())
-        total += atom.GetTotalNumHs()
+    atoms = mol.GetNumAtoms()
+    # GetNumAtoms(onlyExplicit=False) adds every atom's GetTotalNumHs() to the atom count.
+    total = mol.GetNumAtoms(onlyExplicit=False) - atoms
+    atom_at, most_common = mol.GetAtomWithIdx, _PERIODIC_TABLE.GetMostCommonIsotope
+    for i in range(atoms):  # by index: iterating mol.GetAtoms() costs more than the sums
+        atom = atom_at(i)
+        total += atom.GetIsotope() or most_common(atom.GetAtomicNum())
     return total
 
 

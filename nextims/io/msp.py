@@ -95,7 +95,9 @@ def format_msp_record(spectrum: Spectrum, intensity_scale: float = 999.0, min_re
         if value is not None and value != "":
             lines.append(f"{label}: {_one_line(_number(value))}")
     lines.append(f"Num Peaks: {int(keep.sum())}")
-    lines += [f"{_number(m)} {int(i)}" for m, i in zip(spectrum.mz[keep], scaled[keep])]
+    mz = spectrum.mz[keep]
+    labels = mz.astype(np.int64).tolist() if np.array_equal(mz, np.rint(mz)) else [_number(m) for m in mz.tolist()]
+    lines += map("{} {}".format, labels, scaled[keep].astype(np.int64).tolist())
     return "\n".join(lines) + "\n"
 
 
@@ -174,4 +176,5 @@ def _number(value: Any) -> str:
 
 
 def _one_line(value: Any) -> str:
-    return re.sub(r"[\r\n]+", " ", str(value)).strip()
+    text = str(value)
+    return (re.sub(r"[\r\n]+", " ", text) if "\n" in text or "\r" in text else text).strip()

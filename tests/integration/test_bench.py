@@ -40,8 +40,10 @@ def test_bench_speed_table(compose_cfg, tmp_path: Path, capsys: pytest.CaptureFi
         shutil.copy(Path(cfg.paths.output_dir) / f"model{suffix}", weights / f"student_massbank{suffix}")
     capsys.readouterr()
     bench_main(["speed", *[o for o in TINY if o != "tracking=none"], f"bench.weights={weights}",
-                "bench.speed.molecules=300", "bench.speed.models=[student,teacher]"])
+                "bench.speed.molecules=300", "bench.speed.models=[student,teacher]",
+                "bench.speed.predict_overrides=['batch_size=128','workers=2']"])
     lines = capsys.readouterr().out.strip().splitlines()
+    assert any("workers=2, model threads=1, batch=128" in line for line in lines)
     assert lines[-1].startswith("speed student=")
     speeds = dict(item.split("=") for item in lines[-1].split()[1:])
     assert list(speeds) == ["student", "teacher", "featurize"] and speeds["teacher"] == "missing"

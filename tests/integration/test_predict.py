@@ -1,4 +1,5 @@
-"""`python -m nextims.predict`: good and bad inputs, MSP/JSON output, and the MSP round trip through matchms."""
+"""`python -m nextims.predict`: good and bad inputs, MSP/JSON output, the MSP round trip through matchms and
+nextims' own reader, and worker processes giving the same files as the main process alone."""
 
 from __future__ import annotations
 
@@ -9,8 +10,15 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
+from omegaconf import OmegaConf
 
 from nextims import PROJECT_ROOT
+from nextims.config import build
+from nextims.data.featurize import MolGraphFeaturizer
+from nextims.errors import DropReport
+from nextims.io import read_spectra
+from nextims.models.weights import save_weights
 from nextims.predict import compose_predict, model_weights, run_predict
 from nextims.train import train
 from tests.conftest import TINY
@@ -42,7 +50,8 @@ def predict(*overrides: str):
     return run_predict(compose_predict(["progress=false", *overrides]))
 
 
-def test_predict_smi_to_msp_reports_failures_and_loads_in_matchms(weights: Path, tmp_path: Path) -> None:
+def test_predict_smi_to_msp_reports_failures_and_loads_in_matchms_and_nextims(weights: Path,
+                                                                              tmp_path: Path) -> None:
     from matchms.importing import load_from_msp
 
     smi = tmp_path / "in.smi"
@@ -62,6 +71,52 @@ def test_predict_smi_to_msp_reports_failures_and_loads_in_matchms(weights: Path,
     for s in spectra:
         assert s.peaks.intensities.max() == pytest.approx(999) or s.peaks.intensities.max() == pytest.approx(1.0)
         assert s.peaks.mz.max() <= 94 + 2 and all(float(m).is_integer() for m in s.peaks.mz)
+    read_back = DropReport()
+    ours = list(read_spectra(out, report=read_back))
+    assert read_back.kept == 3 and not read_back.dropped  # no peak at m/z 0 (mz_out_of_range)
+    assert [s.get("name") for s in ours] == ["ethanol", "ethylamine_hydrochloride", "phenol"]
+    assert all(s.mz.min() >= 1 and s.intensities.max() == 999 for s in ours)
+
+
+@pytest.fixture
+def untrained(tmp_path: Path) -> dict[str, Path]:
+    """Weights of two untrained models: a fingerprint MLP, and a GNN that needs graphs."""
+    featurizer = {"graph": {"_target_": "nextims.data.featurize.MolGraphFeaturizer", "explicit_hydrogens": False},
+                  "fp_bits": 256, "fp_radius": 2}
+    graph = MolGraphFeaturizer()
+    models = {"mlp": {"_target_": "nextims.models.neims.NEIMS", "input_dim": 256, "num_bins": 120,
+                      "hidden_dim": 32, "num_blocks": 1},
+              "gnn": {"_target_": "nextims.models.teacher.TeacherGNN", "atom_dim": graph.atom_dim,
+                      "bond_dim": graph.bond_dim, "fp_dim": 256, "num_bins": 120, "hidden_dim": 16,
+                      "num_layers": 1, "fp_hidden": 16, "joint_dim": 32, "num_blocks": 1}}
+    torch.manual_seed(0)
+    return {name: save_weights(build(OmegaConf.create(model)), tmp_path / "untrained" / name,
+                               {"model": model, "featurizer": featurizer, "data": {"max_mz": 120}})
+            for name, model in models.items()}
+
+
+def assert_workers_write_the_same_files(model: Path, tmp_path: Path, start_method: str) -> None:
+    """Two worker processes and none write byte-identical MSP and errors files, over several chunks."""
+    smi = tmp_path / "in.smi"
+    smi.write_text(SMI * 3)
+    files = {}
+    for workers in (0, 2):
+        out = tmp_path / f"{model.stem}_{start_method}_{workers}.msp"
+        predict(f"input={smi}", f"output={out}", f"model={model}", f"workers={workers}", "batch_size=4",
+                "num_threads=1", f"start_method={start_method}")
+        files[workers] = out.read_bytes(), out.with_name(out.name + ".errors.tsv").read_bytes()
+    msp, errors = files[0]
+    assert files[2] == files[0] and msp.count(b"Name: ") == 9 and errors.count(b"\n") == 1 + 12
+
+
+def test_forked_workers_write_the_same_files_as_the_main_process(untrained: dict[str, Path], tmp_path: Path) -> None:
+    for model in untrained.values():
+        assert_workers_write_the_same_files(model, tmp_path, "fork")
+
+
+def test_spawned_workers_write_the_same_files_as_the_main_process(untrained: dict[str, Path],
+                                                                  tmp_path: Path) -> None:
+    assert_workers_write_the_same_files(untrained["gnn"], tmp_path, "spawn")
 
 
 def test_predict_csv_and_sdf_to_json_with_plots(weights: Path, tmp_path: Path) -> None:

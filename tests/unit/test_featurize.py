@@ -62,6 +62,14 @@ def test_nominal_mass(smiles, mass):
     assert nominal_mass(mol_from_smiles(smiles)) == mass
 
 
+@pytest.mark.parametrize("smiles, mass", [("C", 16), ("[13CH4]", 17), ("[CH3]", 15), ("[2H]OC", 33), ("N#N", 28)])
+def test_nominal_mass_counts_explicit_and_implicit_hydrogens_alike(smiles, mass):
+    mol = mol_from_smiles(smiles)
+    with_h_atoms = Chem.AddHs(mol)
+    assert with_h_atoms.GetNumAtoms() > mol.GetNumAtoms() or smiles == "N#N"
+    assert nominal_mass(mol) == nominal_mass(with_h_atoms) == mass
+
+
 def test_graph_dimensions_and_edge_order():
     featurizer = MolGraphFeaturizer()
     mol = mol_from_smiles("CC(=O)Nc1ccc(O)cc1")

@@ -125,6 +125,13 @@ def test_write_scales_rounds_and_filters() -> None:
     assert format_msp_record(spectrum, 100.0, min_relative=0.05).endswith("Num Peaks: 2\n41 100\n55 10\n")
 
 
+def test_write_mixes_integer_and_exact_mz() -> None:
+    spectrum = Spectrum(np.array([41.0, 43.25, 57.0]), np.array([10.0, 5.0, 2.0]), {"name": "x"})
+    assert format_msp_record(spectrum).endswith("Num Peaks: 3\n41 999\n43.25 500\n57 200\n")
+    unit = Spectrum(np.arange(1.0, 4.0), np.array([1.0, 0.5, 0.0004]), {"name": "y"})
+    assert format_msp_record(unit).endswith("Num Peaks: 2\n1 999\n2 500\n")
+
+
 def test_failed_write_leaves_old_file(tmp_path: Path) -> None:
     path = tmp_path / "out.msp"
     path.write_text("old")
