@@ -40,3 +40,18 @@ def compose_cfg(tmp_path: Path) -> Callable[..., DictConfig]:
 
     yield _compose
     GlobalHydra.instance().clear()
+
+
+def train_tiny_weights(compose_cfg: Callable[..., DictConfig], folder: Path, name: str,
+                       overrides: list[str] = TINY) -> tuple[Path, dict]:
+    """Train a tiny model, copy its weights and card to <folder>/<name>.*; returns the weights file and the metrics."""
+    import shutil
+
+    from nextims.train import train
+
+    cfg = compose_cfg(overrides)
+    metrics = train(cfg)
+    folder.mkdir(parents=True, exist_ok=True)
+    for suffix in (".safetensors", ".json"):
+        shutil.copy(Path(cfg.paths.output_dir) / f"model{suffix}", folder / f"{name}{suffix}")
+    return folder / f"{name}.safetensors", metrics

@@ -3,23 +3,17 @@
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 
 import pytest
 
 from nextims.bench import main as bench_main
-from nextims.train import train
-from tests.conftest import TINY
+from tests.conftest import TINY, train_tiny_weights
 
 
 def test_bench_spectra_table(compose_cfg, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    cfg = compose_cfg(TINY)
-    metrics = train(cfg)
     weights = tmp_path / "weights"
-    weights.mkdir()
-    for suffix in (".safetensors", ".json"):
-        shutil.copy(Path(cfg.paths.output_dir) / f"model{suffix}", weights / f"tiny_neims{suffix}")
+    _, metrics = train_tiny_weights(compose_cfg, weights, "tiny_neims")
     capsys.readouterr()
     bench_main(["spectra", *[o for o in TINY if o != "tracking=none"], f"bench.weights={weights}",
                 f"paths.cache_dir={tmp_path}/cache", "bench.timing_repeats=1"])
@@ -32,12 +26,8 @@ def test_bench_spectra_table(compose_cfg, tmp_path: Path, capsys: pytest.Capture
 
 
 def test_bench_speed_table(compose_cfg, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    cfg = compose_cfg(TINY)
-    train(cfg)
     weights = tmp_path / "weights"
-    weights.mkdir()
-    for suffix in (".safetensors", ".json"):
-        shutil.copy(Path(cfg.paths.output_dir) / f"model{suffix}", weights / f"student_massbank{suffix}")
+    train_tiny_weights(compose_cfg, weights, "student_massbank")
     capsys.readouterr()
     bench_main(["speed", *[o for o in TINY if o != "tracking=none"], f"bench.weights={weights}",
                 "bench.speed.molecules=300", "bench.speed.models=[student,teacher]",

@@ -20,8 +20,7 @@ from nextims.errors import DropReport
 from nextims.io import read_spectra
 from nextims.models.weights import save_weights
 from nextims.predict import compose_predict, model_weights, run_predict
-from nextims.train import train
-from tests.conftest import TINY
+from tests.conftest import train_tiny_weights
 
 SMI = """CCO ethanol
 C1CC(( broken
@@ -36,13 +35,7 @@ c1ccccc1O phenol
 @pytest.fixture
 def weights(compose_cfg, tmp_path: Path) -> Path:
     """A tiny trained NEIMS model's weights file."""
-    cfg = compose_cfg(TINY)
-    train(cfg)
-    out = tmp_path / "w"
-    out.mkdir()
-    for suffix in (".safetensors", ".json"):
-        shutil.copy(Path(cfg.paths.output_dir) / f"model{suffix}", out / f"tiny{suffix}")
-    return out / "tiny.safetensors"
+    return train_tiny_weights(compose_cfg, tmp_path / "w", "tiny")[0]
 
 
 def predict(*overrides: str):
