@@ -61,13 +61,11 @@ class SpectrumPredictor:
 
     @torch.no_grad()
     def predict_features(self, chunk: PreparedChunk) -> np.ndarray:
-        """Relative intensities (n, max_mz + 1) of the chunk's molecules; bin 0 is zero (no EI fragment has m/z 0)."""
+        """Relative intensities (n, max_mz + 1) of the chunk's molecules."""
         if not chunk.molecules:
             return np.zeros((0, self.max_mz + 1), np.float32)
         batch = {"fp": torch.from_numpy(chunk.fingerprints).to(self.device),
                  "mass": torch.tensor([m.mass for m in chunk.molecules], device=self.device)}
         if self.graph_featurizer is not None:
             batch["graph"] = Batch.from_data_list(chunk.graphs).to(self.device)
-        spectra = self.model(batch).float().pow(2)
-        spectra[:, 0] = 0.0
-        return spectra.cpu().numpy()
+        return self.model(batch).float().pow(2).cpu().numpy()

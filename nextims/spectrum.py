@@ -75,8 +75,10 @@ def bin_spectrum(spectrum: Spectrum, max_mz: int) -> np.ndarray:
 
 def unbin_spectrum(binned: np.ndarray, metadata: dict[str, Any] | None = None,
                    min_relative: float = 0.0) -> Spectrum:
-    """A Spectrum of the non-zero bins (intensities relative to the maximum, above min_relative)."""
-    binned = np.asarray(binned, dtype=np.float64)
+    """A Spectrum of the non-zero bins from m/z 1 on (bin 0 is no peak: validate_peaks rejects m/z 0), intensities
+    relative to the maximum, above min_relative."""
+    binned = np.array(binned, dtype=np.float64)
+    binned[:1] = 0.0
     top = binned.max() if binned.size else 0.0
     rel = binned / top if top > 0 else binned
     idx = np.nonzero(rel > min_relative)[0]

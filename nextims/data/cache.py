@@ -52,11 +52,13 @@ def content_hash(*parts: Any) -> str:
 
 
 @contextmanager
-def atomic_h5(path: str | Path, cache_key: str | None = None) -> Iterator[h5py.File]:
+def atomic_h5(path: str | Path, cache_key: str | None = None,
+              format_version: int = FORMAT_VERSION) -> Iterator[h5py.File]:
     """An h5py.File on a temporary sibling of path, moved over path only when the block succeeds.
 
-    With cache_key, the standard attributes are written first and `complete = True` last, so
-    `cache_is_valid(path, cache_key)` holds exactly for files written to the end.
+    With cache_key, the standard attributes (format_version: the writer's own format) are written first and
+    `complete = True` last, so `cache_is_valid(path, cache_key, format_version)` holds exactly for files written
+    to the end.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -65,7 +67,7 @@ def atomic_h5(path: str | Path, cache_key: str | None = None) -> Iterator[h5py.F
         with h5py.File(tmp, "w") as f:
             if cache_key is not None:
                 f.attrs["cache_key"] = cache_key
-                f.attrs["format_version"] = FORMAT_VERSION
+                f.attrs["format_version"] = format_version
                 f.attrs["created_by"] = f"nextims {nextims.__version__}"
                 f.attrs["complete"] = False
             yield f

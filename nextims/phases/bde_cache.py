@@ -138,8 +138,7 @@ def build_cache(model: BondNet, model_hash: str, ids: Sequence[str], smiles: Seq
     graphs = PackedGraphs.pack(arrays)
     values, flags = [], []
     order = np.arange(len(graphs))
-    with atomic_h5(path, cache_key=key) as f:
-        f.attrs["format_version"] = BDE_CACHE_VERSION
+    with atomic_h5(path, cache_key=key, format_version=BDE_CACHE_VERSION) as f:
         for s in range(0, len(order), batch_size):
             v, fl = predict_bonds(model, graphs, order[s:s + batch_size], batch_size, device)
             values.append(v)

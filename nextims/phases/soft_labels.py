@@ -41,8 +41,7 @@ def build_soft_labels(cfg: DictConfig, ctx: SpectrumContext, weights: Path, path
 
     train = ctx.data.compound_indices("train")
     predicted = saved_predictor(weights, cfg, ctx)(train)
-    with atomic_h5(path, key) as f:
-        f.attrs["format_version"] = SOFT_LABELS_VERSION
+    with atomic_h5(path, key, format_version=SOFT_LABELS_VERSION) as f:
         f.attrs["teacher"] = str(weights)
         f.create_dataset("compound_keys", data=np.array([str(ctx.data.compound_keys[i]) for i in train], dtype="S"))
         f.create_dataset("intensities", data=predicted.astype(np.float16), compression="gzip", compression_opts=4)
