@@ -13,7 +13,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from nextims.config import build, conf_dir, register_resolvers
 from nextims.evaluation.split_eval import evaluate_split
-from nextims.models.weights import read_card
+from nextims.models.weights import shipped_weights
 from nextims.phases.bde import bench_bde
 from nextims.phases.common import SpectrumContext, load_context
 from nextims.phases.spectrum import saved_predictor, train_knn
@@ -35,9 +35,7 @@ def timed(predict: Callable[[np.ndarray], np.ndarray], idx: np.ndarray, repeats:
 
 def spectrum_predictors(cfg: DictConfig, ctx: SpectrumContext) -> dict[str, Callable[[np.ndarray], np.ndarray]]:
     """Every shipped spectrum model (weights folder), plus the reference models fitted on the spot."""
-    predictors = {path.stem: saved_predictor(path, cfg, ctx)
-                  for path in sorted(Path(cfg.bench.weights).glob("*.safetensors"))
-                  if read_card(path).get("task", "spectrum") == "spectrum"}
+    predictors = {path.stem: saved_predictor(path, cfg, ctx) for path in shipped_weights(cfg.bench.weights, "spectrum")}
     for name in cfg.bench.reference_models:
         predictors[name] = train_knn(build(OmegaConf.load(conf_dir() / "model" / f"{name}.yaml")), ctx)
     return predictors

@@ -13,7 +13,7 @@ from torch_geometric.data import Batch
 
 from nextims.config import build
 from nextims.data.molecules import ChunkPreparer, PreparedChunk
-from nextims.models.weights import load_model
+from nextims.models.weights import load_model, shipped_weights
 from nextims.training.runtime import select_device
 
 
@@ -23,7 +23,7 @@ def weights_file(model: str, weights_dir: Path) -> Path:
     if path.suffix != ".safetensors":
         path = Path(weights_dir) / f"{model}.safetensors"
     if not path.exists():
-        known = sorted(p.stem for p in Path(weights_dir).glob("*.safetensors"))
+        known = [p.stem for p in shipped_weights(weights_dir)]
         raise FileNotFoundError(f"no model weights {path} (shipped models: {', '.join(known) or 'none'})")
     return path
 

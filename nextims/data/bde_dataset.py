@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import multiprocessing
@@ -19,7 +18,7 @@ from rdkit import Chem
 
 from nextims.data.bde_db2 import BDERow, SET_NAMES, group_by_molecule, read_rows, validate_molecule
 from nextims.data.bde_graphs import MolArrays, PackedGraphs, featurizer_signature, mol_arrays
-from nextims.data.cache import atomic_h5, cache_is_valid, content_hash
+from nextims.data.cache import atomic_h5, cache_is_valid, content_hash, file_sha256
 from nextims.data.splits import SPLIT_NAMES, hash_split
 from nextims.errors import DropReport
 
@@ -63,15 +62,6 @@ class BDEDataset:
         if self.split is None:
             raise ValueError("no split assigned (see assign_split)")
         return np.nonzero((self.split == split) & self.has_target())[0]
-
-
-def file_sha256(path: str | Path, block: int = 1 << 20) -> str:
-    """sha256 of a file's bytes, read in blocks."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        while chunk := fh.read(block):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def _process(chunk: list[tuple[str, list[BDERow]]], propagate: bool) -> tuple[list[Entry], DropReport]:

@@ -142,3 +142,12 @@ class ReopensByPath:
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.__init__(state["path"])
+
+
+def file_sha256(path: str | Path, block: int = 1 << 20) -> str:
+    """sha256 of a file's bytes, read in blocks."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while chunk := fh.read(block):
+            digest.update(chunk)
+    return digest.hexdigest()

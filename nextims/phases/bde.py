@@ -17,7 +17,7 @@ from nextims.data.bde_graphs import BDE_FEATURIZER, featurizer_signature
 from nextims.data.featurize import ELEMENTS
 from nextims.evaluation.bde_metrics import evaluate_molecules
 from nextims.models.bondnet import BondNet, load_bondnet
-from nextims.models.weights import read_card, save_weights
+from nextims.models.weights import save_weights, shipped_weights
 from nextims.phases.common import checkpoint_dir, output_dir, tracked_run, write_metrics
 from nextims.training.distributed import is_main
 from nextims.training.loop import fit
@@ -167,7 +167,7 @@ def bde_weights(cfg: DictConfig) -> list[Path]:
     """The BDE models to benchmark: ckpt_path, or every shipped model whose card says task bde."""
     if cfg.get("ckpt_path"):
         return [Path(cfg.ckpt_path)]
-    return [p for p in sorted(Path(cfg.paths.weights_dir).glob("*.safetensors")) if read_card(p).get("task") == "bde"]
+    return shipped_weights(cfg.paths.weights_dir, "bde")
 
 
 def format_bench(name: str, metrics: dict[str, float], sets: list[str]) -> str:

@@ -6,7 +6,7 @@ block of the spectrum data): `ids` (n), `offsets` (n + 1), and per bond `bde`, `
 `bond_atoms` (int32 begin, end). The bonds of compound i are rows offsets[i]:offsets[i+1], in RDKit
 order of the molecule with explicit hydrogens (`Chem.AddHs` of the compound's SMILES): the first
 `mol.GetNumBonds()` rows are the heavy-atom bonds in the order of the implicit-hydrogen graph, then the
-X-H bonds. Attributes: model_hash (sha256 of the weights file), data_hash, units, format_version.
+X-H bonds. Attributes: model_hash (sha256 of the weights files), data_hash, units, format_version.
 """
 
 from __future__ import annotations
@@ -21,13 +21,13 @@ import numpy as np
 import torch
 from omegaconf import DictConfig, OmegaConf
 
-from nextims.data.bde_dataset import file_sha256
 from nextims.data.bde_graphs import BDE_FEATURIZER, MolArrays, PackedGraphs, featurizer_signature, mol_arrays
 from nextims.data.cache import H5Reader, ReopensByPath, atomic_h5, cache_is_valid, content_hash
 from nextims.data.featurize import ELEMENTS, mol_from_smiles
 from nextims.data.spectra import SpectraData, load_spectra
 from nextims.errors import RecordError
 from nextims.models.bondnet import BondNet, load_bondnet, predict_bonds
+from nextims.models.weights import weights_digest
 from nextims.phases.common import tracked_run, write_metrics
 from nextims.training.runtime import select_device, set_threads
 
@@ -187,7 +187,7 @@ def ensure_cache(cfg: DictConfig, tracker: Any = None, data: SpectraData | None 
     if not weights.exists():
         raise FileNotFoundError(f"no BDE model weights at {weights}; train them with "
                                 "`python -m nextims.train experiment=bondnet_bde_db2` or pass ckpt_path=...")
-    model_hash = file_sha256(weights)
+    model_hash = weights_digest(weights)
     key, data_hash = cache_key(model_hash, ids, smiles)
     path = Path(cfg.paths.cache_dir) / f"bde-{key[:16]}.h5"
     start = time.perf_counter()

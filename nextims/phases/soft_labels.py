@@ -1,6 +1,6 @@
 """Soft labels for distillation: the teacher's predicted spectra of the training compounds, cached in HDF5.
 
-The file is keyed by the teacher's weights (sha256 of the file), the training compounds (keys and SMILES),
+The file is keyed by the teacher's weights (sha256 of its files), the training compounds (keys and SMILES),
 the featurizer, the m/z range and the format, so a new teacher or new data rebuilds it.
 """
 
@@ -13,9 +13,9 @@ from typing import Any
 import numpy as np
 from omegaconf import DictConfig, OmegaConf
 
-from nextims.data.bde_dataset import file_sha256
 from nextims.data.cache import H5Reader, atomic_h5, cache_is_valid, content_hash
 from nextims.phases.common import SpectrumContext
+from nextims.models.weights import weights_digest
 from nextims.predictor import weights_file
 
 SOFT_LABELS_VERSION = 1
@@ -31,7 +31,7 @@ def soft_labels_key(cfg: DictConfig, ctx: SpectrumContext, weights: Path) -> str
     train = ctx.data.compound_indices("train")
     keys = [str(ctx.data.compound_keys[i]) for i in train]
     smiles = [str(ctx.data.compound_smiles[i]) for i in train]
-    return content_hash("soft-labels", SOFT_LABELS_VERSION, file_sha256(weights), keys, smiles,
+    return content_hash("soft-labels", SOFT_LABELS_VERSION, weights_digest(weights), keys, smiles,
                         OmegaConf.to_container(cfg.featurizer, resolve=True), int(cfg.data.max_mz))
 
 

@@ -134,17 +134,52 @@ def export(model: torch.nn.Module, card: dict[str, Any], cfg: DictConfig) -> Pat
     return save_weights(model, Path(cfg.paths.weights_dir) / str(cfg.export_name), card, fp16=True)
 
 
+def model_card(cfg: DictConfig, ctx: SpectrumContext, metrics: dict[str, Any], **extra: Any) -> dict[str, Any]:
+    """The card saved beside a spectrum model: how to rebuild it, its features, data, split and metrics."""
+    return {"model": OmegaConf.to_container(cfg.model, resolve=True),
+            "featurizer": OmegaConf.to_container(cfg.featurizer, resolve=True),
+            "data": {"name": cfg.data.name, "max_mz": int(cfg.data.max_mz),
+                     "split": OmegaConf.to_container(cfg.data.split, resolve=True),
+                     "counts": ctx.data.summary()["split_counts"]},
+            "metrics": metrics, "task": "spectrum", **extra}
+
+
+def finish_run(cfg: DictConfig, ctx: SpectrumContext, model: Any, predict: Predictor, tracker: Any,
+               extra_card: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Evaluate on val and test, save the model and its card in the run folder (and export it), log the metrics."""
+    metrics = {**evaluate_split(ctx.data, predict, "val"), **evaluate_split(ctx.data, predict, "test")}
+    if isinstance(model, torch.nn.Module):
+        card = model_card(cfg, ctx, metrics, **(extra_card or {}))
+        save_weights(model, output_dir(cfg) / "model", card)
+        if cfg.get("export_name"):
+            export(model, card, cfg)
+    log_mirror_plots(ctx, predict, tracker)
+    write_metrics(cfg, metrics, tracker)
+    return metrics
+
+
+def log_dataset(ctx: SpectrumContext, tracker: Any) -> None:
+    """Log the dataset report (what was kept and what was dropped, by reason)."""
+    tracker.log_dict(ctx.data.summary(), "dataset_report.json")
+    tracker.log_text(ctx.data.report.format(), "dataset_report.txt")
+    tracker.log_metrics({"data/kept": ctx.data.report.kept,
+                         **{f"data/dropped/{k}": v for k, v in ctx.data.report.dropped.items()}})
+
+
 def run(cfg: DictConfig) -> dict[str, Any]:
-    """Train, evaluate (val and test), save weights and a model card in the run folder."""
+    """Train, evaluate (val and test), save weights and a model card in the run folder.
+
+    With `ensemble_size` above 1, trains that many members (seeds seed, seed+1, ...) and saves their ensemble.
+    """
+    if int(cfg.get("ensemble_size") or 1) > 1:
+        from nextims.phases.ensemble import run_ensemble
+
+        return run_ensemble(cfg)
     seed_everything(int(cfg.seed))
     set_threads(cfg.trainer.num_threads)
     ctx = load_context(cfg)
     with tracked_run(cfg) as tracker:
-        summary = ctx.data.summary()
-        tracker.log_dict(summary, "dataset_report.json")
-        tracker.log_text(ctx.data.report.format(), "dataset_report.txt")
-        tracker.log_metrics({"data/kept": ctx.data.report.kept,
-                             **{f"data/dropped/{k}": v for k, v in ctx.data.report.dropped.items()}})
+        log_dataset(ctx, tracker)
         model = build(cfg.model)
         extra_card: dict[str, Any] = {}
         if isinstance(model, TanimotoKNN):
@@ -160,18 +195,4 @@ def run(cfg: DictConfig) -> dict[str, Any]:
             predict = train_network(model, ctx, cfg, tracker, bde, soft, run_key=soft_key)
         if not is_main():
             return {}
-        metrics = {**evaluate_split(ctx.data, predict, "val"), **evaluate_split(ctx.data, predict, "test")}
-        out = output_dir(cfg)
-        if isinstance(model, torch.nn.Module):
-            card = {"model": OmegaConf.to_container(cfg.model, resolve=True),
-                    "featurizer": OmegaConf.to_container(cfg.featurizer, resolve=True),
-                    "data": {"name": cfg.data.name, "max_mz": int(cfg.data.max_mz),
-                             "split": OmegaConf.to_container(cfg.data.split, resolve=True),
-                             "counts": summary["split_counts"]},
-                    "metrics": metrics, "task": "spectrum", **extra_card}
-            save_weights(model, out / "model", card)
-            if cfg.get("export_name"):
-                export(model, card, cfg)
-        log_mirror_plots(ctx, predict, tracker)
-        write_metrics(cfg, metrics, tracker)
-    return metrics
+        return finish_run(cfg, ctx, model, predict, tracker, extra_card)

@@ -153,6 +153,7 @@ def test_predict_command_line_default_model_is_the_shipped_student(weights: Path
 def test_predict_missing_model_names_the_shipped_ones(tmp_path: Path) -> None:
     for name in ("neims_massbank", "bondnet_bde_db2"):
         (tmp_path / f"{name}.safetensors").touch()
+        (tmp_path / f"{name}.json").write_text("{}")
     with pytest.raises(FileNotFoundError, match="student_massbank") as err:
         predict("input=CCO", f"output={tmp_path}/x.msp", f"paths.weights_dir={tmp_path}")
     assert "shipped models: bondnet_bde_db2, neims_massbank" in str(err.value) and "model=neims" in str(err.value)
