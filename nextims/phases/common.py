@@ -22,6 +22,8 @@ from nextims.training.distributed import is_main
 
 # The config entries that define a spectrum training run (its checkpoint folder).
 RUN_DEFINING = ("seed", "phase", "data", "featurizer", "model", "loss", "trainer")
+# trainer options that join a run's key only when set
+OFF_BY_DEFAULT = ("ema_decay",)
 
 
 @dataclass
@@ -60,6 +62,10 @@ def checkpoint_dir(cfg: DictConfig, defining: Sequence[str] = RUN_DEFINING, extr
         spec["extra"] = extra
     if isinstance(spec.get("trainer"), dict):
         spec["trainer"].pop("resume", None)
+        # options added after runs were keyed stay out of the key while off, so those runs still resume
+        for option in OFF_BY_DEFAULT:
+            if spec["trainer"].get(option) is None:
+                spec["trainer"].pop(option, None)
     return Path(cfg.paths.checkpoint_dir) / f"{cfg.phase.name}-{cfg.model.name}-{content_hash(spec)[:12]}"
 
 

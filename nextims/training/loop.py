@@ -45,6 +45,16 @@ def _scheduler(optimizer: torch.optim.Optimizer, cfg: Mapping[str, Any]) -> Any:
     raise ValueError(f"unknown trainer.lr_schedule {kind!r} (none, cosine or plateau)")
 
 
+def _weight_average(model: torch.nn.Module, decay: float | None) -> torch.optim.swa_utils.AveragedModel | None:
+    """An exponential moving average of the weights (and buffers), or None when decay is unset."""
+    if decay is None:
+        return None
+    if not 0.0 < float(decay) < 1.0:
+        raise ValueError(f"trainer.ema_decay must lie in (0, 1), got {decay}")
+    return torch.optim.swa_utils.AveragedModel(
+        model, multi_avg_fn=torch.optim.swa_utils.get_ema_multi_avg_fn(float(decay)), use_buffers=True)
+
+
 def _my_share(batches: Iterator[Batch]) -> Iterator[Batch]:
     """This rank's batches: batch i of every full group of world_size batches goes to rank i."""
     world, me = dist.world_size(), dist.rank()
@@ -68,11 +78,13 @@ def fit(model: torch.nn.Module, loss_step: Callable[[torch.nn.Module, Batch], tu
     epoch (deterministic given the epoch); `validate(model)` returns metrics holding `cfg.monitor`.
     Under torchrun each rank trains on its share of every epoch's batches (DDP); rank 0 alone validates,
     logs and writes checkpoints, and its decisions are broadcast. With `amp` on a GPU, steps run in bfloat16.
+    With `ema_decay` set, validation, the best checkpoint and the returned weights are the moving average's.
     """
     mode = cfg.get("mode", "max")
     monitor = cfg["monitor"]
     optimizer = torch.optim.AdamW(model.parameters(), lr=float(cfg["lr"]), weight_decay=float(cfg["weight_decay"]))
     scheduler = _scheduler(optimizer, cfg)
+    ema = _weight_average(model, cfg.get("ema_decay"))
     state = LoopState(best_value=-math.inf if mode == "max" else math.inf)
     last, best = ckpt_dir / "last.ckpt", ckpt_dir / "best.ckpt"
     if cfg.get("resume", True) and last.exists():
@@ -81,6 +93,8 @@ def fit(model: torch.nn.Module, loss_step: Callable[[torch.nn.Module, Batch], tu
         optimizer.load_state_dict(ckpt["optimizer"])
         if scheduler is not None and ckpt.get("scheduler"):
             scheduler.load_state_dict(ckpt["scheduler"])
+        if ema is not None:
+            ema.load_state_dict(ckpt["ema"])
         state = LoopState(**ckpt["loop"])
         torch.set_rng_state(ckpt["torch_rng"])
         print(f"resumed from {last} after epoch {state.epoch}")
@@ -101,14 +115,17 @@ def fit(model: torch.nn.Module, loss_step: Callable[[torch.nn.Module, Batch], tu
             if grad_clip:
                 torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
             optimizer.step()
+            if ema is not None:
+                ema.update_parameters(model)
             for k, v in parts.items():
                 totals[k] = totals.get(k, 0.0) + float(v)
             n += 1
         metrics = {f"train/{k}": v / max(n, 1) for k, v in totals.items()}
         metrics["time/epoch_s"] = time.perf_counter() - start
         metrics["train/lr"] = optimizer.param_groups[0]["lr"]
+        evaluated = model if ema is None else ema.module
         if dist.is_main():
-            metrics.update(validate(model))
+            metrics.update(validate(evaluated))
         metrics = dist.broadcast(metrics)
         value = float(metrics[monitor])
         improved = _better(value, state.best_value, mode)
@@ -124,10 +141,11 @@ def fit(model: torch.nn.Module, loss_step: Callable[[torch.nn.Module, Batch], tu
             scheduler.step()
         if dist.is_main():
             if improved:
-                save_checkpoint({"model": model.state_dict(), "epoch": state.epoch - 1, "metrics": metrics}, best)
+                save_checkpoint({"model": evaluated.state_dict(), "epoch": state.epoch - 1, "metrics": metrics}, best)
             save_checkpoint({"model": model.state_dict(), "optimizer": optimizer.state_dict(), "loop": asdict(state),
                              "torch_rng": torch.get_rng_state(),
-                             "scheduler": scheduler.state_dict() if scheduler is not None else {}}, last)
+                             "scheduler": scheduler.state_dict() if scheduler is not None else {},
+                             **({"ema": ema.state_dict()} if ema is not None else {})}, last)
             log(metrics, state.epoch)
             print(f"epoch {state.epoch}: " + " ".join(f"{k}={v:.4g}" for k, v in metrics.items()), flush=True)
         dist.barrier()

@@ -18,13 +18,16 @@ class Crash(Exception):
     """Stands for the process dying mid-epoch."""
 
 
-def run(ckpt_dir: Path, max_epochs: int, resume: bool = True, schedule: str = "none", crash_at: int = 0):
+def run(ckpt_dir: Path, max_epochs: int, resume: bool = True, schedule: str = "none", crash_at: int = 0,
+        ema_decay: float | None = None, record: list | None = None):
     """Fit a linear model; with crash_at=n the run dies during epoch n (after n - 1 checkpoints)."""
     torch.manual_seed(0)
     model = torch.nn.Linear(4, 1)
     calls = {"validate": 0}
 
     def loss_step(m, batch):
+        if record is not None:  # the weights before each step's update
+            record.append([p.detach().clone() for p in m.parameters()])
         loss = torch.nn.functional.mse_loss(m(batch["x"]).squeeze(1), batch["y"])
         return loss, {"loss": loss.item()}
 
@@ -41,18 +44,19 @@ def run(ckpt_dir: Path, max_epochs: int, resume: bool = True, schedule: str = "n
             return {"val/mse": torch.nn.functional.mse_loss(m(X).squeeze(1), Y).item()}
 
     cfg = {"lr": 0.05, "weight_decay": 0.0, "max_epochs": max_epochs, "patience": 100, "monitor": "val/mse",
-           "mode": "min", "grad_clip": 1.0, "resume": resume, "lr_schedule": schedule, "lr_patience": 1}
+           "mode": "min", "grad_clip": 1.0, "resume": resume, "lr_schedule": schedule, "lr_patience": 1,
+           "ema_decay": ema_decay}
     state = fit(model, loss_step, batches, validate, cfg, ckpt_dir, log=lambda metrics, step: None)
     return model, state
 
 
-@pytest.mark.parametrize("schedule", ["none", "cosine", "plateau"])
-def test_resume_matches_uninterrupted(tmp_path: Path, schedule: str) -> None:
-    full_model, full = run(tmp_path / "full", max_epochs=5, schedule=schedule)
+@pytest.mark.parametrize("schedule,ema_decay", [("none", None), ("cosine", None), ("plateau", None), ("cosine", 0.9)])
+def test_resume_matches_uninterrupted(tmp_path: Path, schedule: str, ema_decay: float | None) -> None:
+    full_model, full = run(tmp_path / "full", max_epochs=5, schedule=schedule, ema_decay=ema_decay)
     with pytest.raises(Crash):
-        run(tmp_path / "killed", max_epochs=5, schedule=schedule, crash_at=3)
+        run(tmp_path / "killed", max_epochs=5, schedule=schedule, crash_at=3, ema_decay=ema_decay)
     assert load_checkpoint(tmp_path / "killed" / "last.ckpt")["loop"]["epoch"] == 2
-    resumed_model, resumed = run(tmp_path / "killed", max_epochs=5, schedule=schedule)
+    resumed_model, resumed = run(tmp_path / "killed", max_epochs=5, schedule=schedule, ema_decay=ema_decay)
     assert resumed.epoch == full.epoch == 5
     for a, b in zip(full.history, resumed.history):
         assert a["val/mse"] == pytest.approx(b["val/mse"], rel=1e-6)
@@ -81,3 +85,25 @@ def test_no_resume_starts_over(tmp_path: Path) -> None:
 def test_unknown_schedule_is_rejected(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="lr_schedule"):
         run(tmp_path, max_epochs=1, schedule="warp")
+
+
+def test_ema_weights_are_validated_and_returned(tmp_path: Path) -> None:
+    record: list = []
+    decay = 0.5
+    model, state = run(tmp_path / "ema", max_epochs=1, ema_decay=decay, record=record)
+    raw = load_checkpoint(tmp_path / "ema" / "last.ckpt")["model"]
+    final = [raw["weight"], raw["bias"]]
+    steps = record[1:] + [final]  # the weights after each of the 4 updates
+    expected = [p.clone() for p in steps[0]]  # the average starts at the first update's weights
+    for weights in steps[1:]:
+        expected = [decay * e + (1 - decay) * w for e, w in zip(expected, weights)]
+    for got, want in zip(model.parameters(), expected):
+        torch.testing.assert_close(got.detach(), want)
+    assert not torch.allclose(model.weight, raw["weight"])
+    assert state.history[0]["val/mse"] == pytest.approx(
+        torch.nn.functional.mse_loss(model(X).squeeze(1), Y).item(), rel=1e-6)
+
+
+def test_ema_decay_out_of_range_is_rejected(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="ema_decay"):
+        run(tmp_path / "bad", max_epochs=1, ema_decay=1.0)
