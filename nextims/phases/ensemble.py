@@ -7,6 +7,7 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf, open_dict
 
+from nextims.config import build
 from nextims.models.ensemble import SpectrumEnsemble
 from nextims.models.weights import load_model
 from nextims.phases import spectrum
@@ -47,7 +48,7 @@ def run_ensemble(cfg: DictConfig) -> dict[str, Any]:
     ensemble_cfg = cfg.copy()
     with open_dict(ensemble_cfg):
         ensemble_cfg.model = ensemble_model_config(cfg.model, size)
-    model = SpectrumEnsemble(cfg.model, size)
+    model: SpectrumEnsemble = build(ensemble_cfg.model)
     for i, member in enumerate(model.members):
         trained, _ = load_model(Path(member_config(cfg, i).paths.output_dir) / "model.safetensors")
         member.load_state_dict(trained.state_dict())

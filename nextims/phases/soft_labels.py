@@ -14,8 +14,8 @@ import numpy as np
 from omegaconf import DictConfig, OmegaConf
 
 from nextims.data.cache import H5Reader, atomic_h5, cache_is_valid, content_hash
-from nextims.phases.common import SpectrumContext
 from nextims.models.weights import weights_digest
+from nextims.phases.common import SpectrumContext
 from nextims.predictor import weights_file
 
 SOFT_LABELS_VERSION = 1
