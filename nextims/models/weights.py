@@ -81,10 +81,10 @@ def weights_files(path: Path) -> list[Path]:
 
 def weights_digest(path: Path) -> str:
     """sha256 over every file of a model's weights (identifies the model's content)."""
-    files = weights_files(path)
+    files = weights_files(path)  # checks every shard against the sha256 its card lists
     if len(files) == 1:
         return file_sha256(files[0])
-    return hashlib.sha256("".join(file_sha256(f) for f in files).encode()).hexdigest()
+    return hashlib.sha256("".join(s["sha256"] for s in read_card(path)["weights_shards"]).encode()).hexdigest()
 
 
 def shipped_weights(weights_dir: Path, task: str | None = None) -> list[Path]:

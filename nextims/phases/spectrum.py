@@ -171,7 +171,10 @@ def run(cfg: DictConfig) -> dict[str, Any]:
 
     With `ensemble_size` above 1, trains that many members (seeds seed, seed+1, ...) and saves their ensemble.
     """
-    if int(cfg.get("ensemble_size") or 1) > 1:
+    size = cfg.get("ensemble_size", 1)
+    if not isinstance(size, int) or size < 1:
+        raise ValueError(f"ensemble_size must be a whole number >= 1 (1: one model), got {size!r}")
+    if size > 1:
         from nextims.phases.ensemble import run_ensemble
 
         return run_ensemble(cfg)

@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 from nextims.phases.common import load_context
 from nextims.phases.spectrum import saved_predictor
@@ -47,3 +48,9 @@ def test_members_are_the_single_seed_runs_and_are_reused(compose_cfg, capsys) ->
     train(compose_cfg(TINY + ["ensemble_size=2"]))
     assert len(list(checkpoints.iterdir())) == 2
     assert json.loads((Path(cfg.paths.output_dir) / "metrics.json").read_text()) == first
+
+
+@pytest.mark.parametrize("size", [0, -2])
+def test_ensemble_size_below_one_is_refused(compose_cfg, size: int) -> None:
+    with pytest.raises(ValueError, match="ensemble_size must be a whole number >= 1"):
+        train(compose_cfg(TINY + [f"ensemble_size={size}"]))
