@@ -12,7 +12,8 @@ from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig, OmegaConf
 
 from nextims.config import build, conf_dir, register_resolvers
-from nextims.evaluation.split_eval import evaluate_split
+from nextims.evaluation.bootstrap import compound_weights, error_ratio_interval, recall_interval
+from nextims.evaluation.split_eval import SplitScores, score_split
 from nextims.models.weights import shipped_weights
 from nextims.phases.bde import bench_bde
 from nextims.phases.common import SpectrumContext, load_context
@@ -41,16 +42,39 @@ def spectrum_predictors(cfg: DictConfig, ctx: SpectrumContext) -> dict[str, Call
     return predictors
 
 
+def uncertainty_lines(scores: dict[str, SplitScores], boot: DictConfig) -> list[str]:
+    """Each model's recall@k with its bootstrap interval over compounds and, given a reference model in the table,
+    its top-k error relative to the reference's (paired resamples)."""
+    k, level = int(boot.k), float(boot.level)
+    first = next(iter(scores.values()))
+    weights = compound_weights(first.query_compounds, int(boot.resamples), int(boot.seed))
+    hits = {name: s.ranks <= k for name, s in scores.items()}
+    pct = f"{100 * level:g}%"
+    lines = [f"recall@{k} with its {pct} interval ({int(boot.resamples)} bootstrap resamples of the "
+             f"{len(np.unique(first.query_compounds))} compounds):"]
+    lines += [f"  {name}: {recall_interval(h, weights, level).format()}" for name, h in hits.items()]
+    reference = boot.get("reference")
+    if reference is None:
+        return lines
+    if reference not in hits:
+        return lines + [f"no top-{k} error ratios: the reference model {reference!r} is not in the table"]
+    lines.append(f"top-{k} error (1 - recall@{k}) relative to {reference}'s, with its {pct} interval (paired):")
+    lines += [f"  {name}: {error_ratio_interval(h, hits[reference], weights, level).format(2)}x"
+              for name, h in hits.items() if name != reference]
+    return lines
+
+
 def bench_spectra(cfg: DictConfig) -> list[dict[str, float | str]]:
-    """Evaluate every model on the test split and print the table."""
+    """Evaluate every model on the test split and print the table, with bootstrap intervals."""
     seed_everything(int(cfg.seed))
     set_threads(cfg.trainer.num_threads)
     ctx = load_context(cfg)
     split = str(cfg.bench.split)
     idx = ctx.data.compound_indices(split)
-    rows = []
+    rows, scores = [], {}
     for name, predict in spectrum_predictors(cfg, ctx).items():
-        m = evaluate_split(ctx.data, predict, split)
+        scores[name] = score_split(ctx.data, predict, split)
+        m = scores[name].metrics
         rows.append({"model": name, "R@1": m[f"{split}/recall@1"], "R@5": m[f"{split}/recall@5"],
                      "R@10": m[f"{split}/recall@10"], "R@10 ±5Da": m[f"{split}/recall@10_mass5"],
                      "cosine": m[f"{split}/cosine"], "WDP": m[f"{split}/wdp"],
@@ -64,6 +88,8 @@ def bench_spectra(cfg: DictConfig) -> list[dict[str, float | str]]:
         print(" | ".join(f"{r[c]:>{width}s}" if c == "model" else f"{r[c]:>10.0f}" if c == "pred/s"
                          else f"{r[c]:>10.4f}" for c in COLUMNS))
     print("recall@10 " + " ".join(f"{r['model']}={r['R@10']:.4f}" for r in rows))
+    if scores:
+        print("\n".join(uncertainty_lines(scores, cfg.bench.bootstrap)))
     return rows
 
 

@@ -83,11 +83,10 @@ def recall_at_k(ranks: np.ndarray, ks: Sequence[int] = (1, 5, 10)) -> dict[str, 
     return {f"recall@{k}": float(np.mean(ranks <= k)) for k in ks}
 
 
-def library_matching(query_vecs: np.ndarray, library_vecs: np.ndarray, true_index: np.ndarray,
-                     query_masses: np.ndarray, library_masses: np.ndarray,
-                     ks: Sequence[int] = (1, 5, 10), similarity: str | MatrixFn = "cosine",
-                     mass_tolerance: float = 5.0) -> dict[str, float]:
-    """Recall@k and mean rank, over the whole library and among entries within ±mass_tolerance."""
+def matching_ranks(query_vecs: np.ndarray, library_vecs: np.ndarray, true_index: np.ndarray,
+                   query_masses: np.ndarray, library_masses: np.ndarray, similarity: str | MatrixFn = "cosine",
+                   mass_tolerance: float = 5.0) -> tuple[np.ndarray, np.ndarray]:
+    """Per query, the rank of its true entry over the whole library and among entries within ±mass_tolerance."""
     true_index = _check_inputs(query_vecs, library_vecs, true_index)
     query_masses = np.asarray(query_masses, dtype=np.float64)
     if query_masses.shape != (len(query_vecs),) or np.shape(library_masses) != (len(library_vecs),):
@@ -101,13 +100,29 @@ def library_matching(query_vecs: np.ndarray, library_vecs: np.ndarray, true_inde
         mask = mass_filter_mask(query_masses[block], library_masses, mass_tolerance)
         ranks[block] = _ranks(sim, true_index[block], None)
         ranks_mass[block] = _ranks(sim, true_index[block], mask)
+    return ranks, ranks_mass
+
+
+def matching_metrics(ranks: np.ndarray, ranks_mass: np.ndarray, library_size: int, ks: Sequence[int] = (1, 5, 10),
+                     mass_tolerance: float = 5.0) -> dict[str, float]:
+    """Recall@k and mean rank of `matching_ranks`' two rankings."""
     suffix = f"_mass{mass_tolerance:g}"
     out = recall_at_k(ranks, ks)
     out.update({f"{key}{suffix}": value for key, value in recall_at_k(ranks_mass, ks).items()})
     out.update({
         "n_queries": len(ranks),
-        "library_size": len(library_vecs),
-        "mean_rank": float(ranks.mean()),
-        f"mean_rank{suffix}": float(ranks_mass.mean()),
+        "library_size": library_size,
+        "mean_rank": float(np.mean(ranks)),
+        f"mean_rank{suffix}": float(np.mean(ranks_mass)),
     })
     return out
+
+
+def library_matching(query_vecs: np.ndarray, library_vecs: np.ndarray, true_index: np.ndarray,
+                     query_masses: np.ndarray, library_masses: np.ndarray,
+                     ks: Sequence[int] = (1, 5, 10), similarity: str | MatrixFn = "cosine",
+                     mass_tolerance: float = 5.0) -> dict[str, float]:
+    """Recall@k and mean rank, over the whole library and among entries within ±mass_tolerance."""
+    ranks, ranks_mass = matching_ranks(query_vecs, library_vecs, true_index, query_masses, library_masses,
+                                       similarity, mass_tolerance)
+    return matching_metrics(ranks, ranks_mass, len(library_vecs), ks, mass_tolerance)

@@ -2,20 +2,36 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Callable
 
 import numpy as np
 
 from nextims.data.spectra import SpectraData
-from nextims.evaluation.library import library_matching
+from nextims.evaluation.library import matching_metrics, matching_ranks
 from nextims.evaluation.similarity import paired_cosine, paired_entropy, paired_wdp
 
 LIBRARY_SPLITS = {"test": ("train", "val"), "val": ("train",)}
 
 
+@dataclass
+class SplitScores:
+    """The metrics of one split, and per query its true entry's rank (whole library) and its compound."""
+
+    metrics: dict[str, float]
+    ranks: np.ndarray
+    query_compounds: np.ndarray
+
+
 def evaluate_split(data: SpectraData, predict: Callable[[np.ndarray], np.ndarray], split: str = "test",
                    ks: tuple[int, ...] = (1, 5, 10), mass_tolerance: float = 5.0) -> dict[str, float]:
-    """Metrics for the compounds of `split`, whose spectra `predict(compound_idx)` returns.
+    """Metrics for the compounds of `split`, whose spectra `predict(compound_idx)` returns (see `score_split`)."""
+    return score_split(data, predict, split, ks, mass_tolerance).metrics
+
+
+def score_split(data: SpectraData, predict: Callable[[np.ndarray], np.ndarray], split: str = "test",
+                ks: tuple[int, ...] = (1, 5, 10), mass_tolerance: float = 5.0) -> SplitScores:
+    """Metrics and per-query ranks for the compounds of `split`, whose spectra `predict(compound_idx)` returns.
 
     The library holds one observed spectrum per compound of the other splits (the representative record:
     70 eV first, then the smallest record id) plus one predicted spectrum per compound of `split`; every
@@ -33,10 +49,11 @@ def evaluate_split(data: SpectraData, predict: Callable[[np.ndarray], np.ndarray
     query_compounds = data.record_compound[queries]
     observed = data.spectra[queries].astype(np.float64)
     true_index = len(ref_compounds) + position[query_compounds]
-    metrics = library_matching(observed, library, true_index, data.compound_masses[query_compounds],
-                               library_masses, ks=ks, mass_tolerance=mass_tolerance)
+    ranks, ranks_mass = matching_ranks(observed, library, true_index, data.compound_masses[query_compounds],
+                                       library_masses, mass_tolerance=mass_tolerance)
+    metrics = matching_metrics(ranks, ranks_mass, len(library), ks, mass_tolerance)
     paired = predicted[position[query_compounds]]
     metrics["cosine"] = float(np.mean(paired_cosine(paired, observed, mz_power=1.0, intensity_power=0.5)))
     metrics["wdp"] = float(np.mean(paired_wdp(paired, observed)))
     metrics["entropy"] = float(np.mean(paired_entropy(paired, observed)))
-    return {f"{split}/{k}": float(v) for k, v in metrics.items()}
+    return SplitScores({f"{split}/{k}": float(v) for k, v in metrics.items()}, ranks, query_compounds)

@@ -16,13 +16,42 @@ def test_bench_spectra_table(compose_cfg, tmp_path: Path, capsys: pytest.Capture
     _, metrics = train_tiny_weights(compose_cfg, weights, "tiny_neims")
     capsys.readouterr()
     bench_main(["spectra", *[o for o in TINY if o != "tracking=none"], f"bench.weights={weights}",
-                f"paths.cache_dir={tmp_path}/cache", "bench.timing_repeats=1"])
+                f"paths.cache_dir={tmp_path}/cache", "bench.timing_repeats=1", "bench.bootstrap.resamples=200",
+                "bench.bootstrap.reference=tiny_neims"])
     lines = capsys.readouterr().out.strip().splitlines()
-    assert lines[-1].startswith("recall@10 tiny_neims=") and " knn=" in lines[-1]
-    reported = float(lines[-1].split()[1].split("=")[1])
-    assert reported == pytest.approx(metrics["test/recall@10"], abs=1e-4)
+    summary = next(line for line in lines if line.startswith("recall@10 "))
+    assert summary.startswith("recall@10 tiny_neims=") and " knn=" in summary
+    recall = {name: float(v) for name, v in (item.split("=") for item in summary.split()[1:])}
+    assert recall["tiny_neims"] == pytest.approx(metrics["test/recall@10"], abs=1e-4)
     header = next(line for line in lines if "R@10 ±5Da" in line)
     assert "pred/s" in header
+    # the intervals: each model's recall inside its own interval; knn's error ratio from the table's recalls
+    after = lines[lines.index(summary) + 1:]
+    assert after[0].startswith("recall@10 with its 95% interval (200 bootstrap resamples")
+    for name in ("tiny_neims", "knn"):
+        value, low, high = interval(next(line for line in after if line.strip().startswith(f"{name}: ")))
+        assert low <= value <= high and value == pytest.approx(recall[name], abs=1e-3)
+    assert any(line.startswith("top-10 error (1 - recall@10) relative to tiny_neims's") for line in after)
+    ratio = interval(next(line for line in after if line.strip().startswith("knn: ") and line.endswith("x")))
+    if recall["tiny_neims"] < 1:
+        assert ratio[0] == pytest.approx((1 - recall["knn"]) / (1 - recall["tiny_neims"]), abs=0.01)
+
+
+def interval(line: str) -> tuple[float, float, float]:
+    """(value, low, high) of a `name: value (low-high)` line."""
+    value, bounds = line.split(": ")[1].rstrip("x").split(" (")
+    low, high = bounds.rstrip(")").split("-")
+    return float(value), float(low), float(high)
+
+
+def test_bench_names_a_missing_reference(compose_cfg, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    weights = tmp_path / "weights"
+    train_tiny_weights(compose_cfg, weights, "tiny_neims")
+    capsys.readouterr()
+    bench_main(["spectra", *[o for o in TINY if o != "tracking=none"], f"bench.weights={weights}",
+                f"paths.cache_dir={tmp_path}/cache", "bench.timing_repeats=1", "bench.bootstrap.resamples=50"])
+    out = capsys.readouterr().out
+    assert "no top-10 error ratios: the reference model 'neims_massbank' is not in the table" in out
 
 
 def test_bench_speed_table(compose_cfg, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
