@@ -24,6 +24,8 @@ from nextims.data.featurize import (
 
 log = logging.getLogger(__name__)
 
+# Bump when the stored datasets change (part of the cache key, so an older file is rebuilt, never misread).
+STORE_VERSION = 2
 MAX_COUNT = np.iinfo(np.uint16).max
 _COMPRESSION = {"compression": "gzip", "compression_opts": 4, "shuffle": True}
 
@@ -61,6 +63,7 @@ class FeatureSet(ReopensByPath):
             x=torch.from_numpy(self.reader["x"][a0:a1]),
             edge_index=torch.from_numpy(self.reader["edge_index"][:, e0:e1].astype(np.int64)),
             edge_attr=torch.from_numpy(self.reader["edge_attr"][e0:e1]),
+            frag_mass=torch.from_numpy(self.reader["frag_mass"][e0:e1].astype(np.int64)),
             num_nodes=int(a1 - a0),
         )
 
@@ -71,7 +74,8 @@ class FeatureSet(ReopensByPath):
 def features_key(ids: Sequence[str], smiles: Sequence[str], featurizer: MolGraphFeaturizer,
                  n_bits: int, radius: int) -> str:
     """The cache key of the features of these compounds."""
-    return content_hash(featurizer_signature(featurizer, n_bits, radius), list(ids), list(smiles))
+    return content_hash({"store_version": STORE_VERSION, **featurizer_signature(featurizer, n_bits, radius)},
+                        list(ids), list(smiles))
 
 
 def _append(dataset: h5py.Dataset, block: np.ndarray, axis: int = 0) -> None:
@@ -100,6 +104,8 @@ def _write_features(f: h5py.File, ids: Sequence[str], smiles: Sequence[str],
     edge_attr = f.create_dataset("edge_attr", shape=(0, featurizer.bond_dim),
                                  maxshape=(None, featurizer.bond_dim), dtype=np.float32,
                                  chunks=(8192, featurizer.bond_dim), **_COMPRESSION)
+    frag_mass = f.create_dataset("frag_mass", shape=(0,), maxshape=(None,), dtype=np.int32, chunks=(8192,),
+                                 **_COMPRESSION)
     atom_counts, edge_counts = np.zeros(n, dtype=np.int64), np.zeros(n, dtype=np.int64)
     for start in range(0, n, block_size):
         stop = min(start + block_size, n)
@@ -113,6 +119,7 @@ def _write_features(f: h5py.File, ids: Sequence[str], smiles: Sequence[str],
         _append(x, torch.cat([g.x for g in graphs]).numpy())
         _append(edge_index, torch.cat([g.edge_index for g in graphs], dim=1).numpy().astype(np.int32), axis=1)
         _append(edge_attr, torch.cat([g.edge_attr for g in graphs]).numpy())
+        _append(frag_mass, torch.cat([g.frag_mass for g in graphs]).numpy().astype(np.int32))
         if on_block is not None:
             on_block(stop, n)
     f.create_dataset("atom_offsets", data=np.concatenate([[0], np.cumsum(atom_counts)]))

@@ -90,6 +90,46 @@ def nominal_mass(mol: Chem.Mol) -> int:
     return total
 
 
+def fragment_masses(mol: Chem.Mol) -> np.ndarray:
+    """Per directed edge (2b: begin->end, 2b+1: end->begin of bond b), the nominal mass of the part holding the
+    edge's end atom once bond b is cut; 0 for ring bonds, whose cut leaves the molecule in one piece."""
+    n = mol.GetNumAtoms()
+    most_common = _PERIODIC_TABLE.GetMostCommonIsotope
+    atom_mass = [(a.GetIsotope() or most_common(a.GetAtomicNum())) + a.GetTotalNumHs() for a in mol.GetAtoms()]
+    neighbours: list[list[tuple[int, int]]] = [[] for _ in range(n)]
+    for bond in mol.GetBonds():
+        u, v, b = bond.GetBeginAtomIdx(), bond.GetEndAtomIdx(), bond.GetIdx()
+        neighbours[u].append((v, b))
+        neighbours[v].append((u, b))
+    # Depth-first trees: a non-ring bond is a tree edge, and the part below it is its child's subtree.
+    parent_bond, subtree, total = [-1] * n, list(atom_mass), [0] * n
+    seen = [False] * n
+    for root in range(n):
+        if seen[root]:
+            continue
+        seen[root], order, stack = True, [], [root]
+        while stack:
+            atom = stack.pop()
+            order.append(atom)
+            for other, b in neighbours[atom]:
+                if not seen[other]:
+                    seen[other], parent_bond[other] = True, b
+                    stack.append(other)
+        for atom in reversed(order[1:]):
+            bond = mol.GetBondWithIdx(parent_bond[atom])
+            subtree[bond.GetOtherAtomIdx(atom)] += subtree[atom]
+        for atom in order:
+            total[atom] = subtree[root]
+    out = np.zeros(2 * mol.GetNumBonds(), dtype=np.int32)
+    for bond in mol.GetBonds():
+        if bond.IsInRing():
+            continue
+        u, v, b = bond.GetBeginAtomIdx(), bond.GetEndAtomIdx(), bond.GetIdx()
+        end_side = subtree[v] if parent_bond[v] == b else total[v] - subtree[u]
+        out[2 * b], out[2 * b + 1] = end_side, total[v] - end_side
+    return out
+
+
 def _one_hot_index(value: Any, choices: tuple) -> int:
     """Position of value in choices, or len(choices) for 'other'."""
     try:
@@ -109,6 +149,8 @@ class MolGraphFeaturizer:
 
     Bond features (`edge_attr`, float32): bond type one-hot (single, double, triple, aromatic),
     conjugated, in ring, stereo one-hot (none, Z/cis, E/trans, other).
+
+    Fragment masses (`frag_mass`, int64, per edge): see `fragment_masses`.
 
     Edge order: edge columns 2b and 2b+1 are RDKit bond b (of the featurized molecule, i.e. after
     `Chem.AddHs` when `explicit_hydrogens`) as begin->end and end->begin. Per-bond data (such as bond
@@ -197,6 +239,7 @@ class MolGraphFeaturizer:
             x=torch.from_numpy(x),
             edge_index=torch.from_numpy(np.ascontiguousarray(edge_index)),
             edge_attr=torch.from_numpy(edge_attr),
+            frag_mass=torch.from_numpy(fragment_masses(mol).astype(np.int64)),
             num_nodes=len(atoms),
         )
 

@@ -21,8 +21,9 @@ class BidirectionalSpectrumHead(nn.Module):
         self.reverse_head = nn.Linear(in_dim, self.size)
         self.gate = nn.Linear(in_dim, self.size)
 
-    def forward(self, h: torch.Tensor, mass: torch.Tensor) -> torch.Tensor:
-        """Square-root intensities (batch, num_bins + 1) from embeddings h and nominal masses."""
+    def forward(self, h: torch.Tensor, mass: torch.Tensor, extra: torch.Tensor | None = None) -> torch.Tensor:
+        """Square-root intensities (batch, num_bins + 1) from embeddings h and nominal masses; `extra`
+        (batch, num_bins + 1), e.g. cleavage-ion scores, is added before the rectification."""
         bins = torch.arange(self.size, device=h.device)
         anchor = mass.long().unsqueeze(1) + self.reverse_margin
         offset = anchor - bins.unsqueeze(0)
@@ -30,4 +31,37 @@ class BidirectionalSpectrumHead(nn.Module):
         reverse = torch.gather(self.reverse_head(h), 1, offset.clamp(0, self.size - 1)) * inside
         gate = torch.sigmoid(self.gate(h))
         out = gate * self.forward_head(h) + (1 - gate) * reverse
+        if extra is not None:
+            out = out + extra
         return torch.relu(out) * (bins.unsqueeze(0) <= anchor)
+
+
+class BondCleavageHead(nn.Module):
+    """Ions of single-bond cleavages: each directed edge over a non-ring bond scores the ion on its far side at
+    that part's nominal mass (the graph's `frag_mass`) plus hydrogen shifts, from its atoms' and its own
+    embeddings and its molecule's joint embedding. Returns non-negative scores over m/z bins 0..num_bins."""
+
+    def __init__(self, hidden_dim: int, joint_dim: int, num_bins: int, max_shift: int = 2) -> None:
+        super().__init__()
+        self.size = num_bins + 1
+        self.register_buffer("shifts", torch.arange(-max_shift, max_shift + 1), persistent=False)
+        self.joint = nn.Linear(joint_dim, hidden_dim)
+        self.score = nn.Sequential(nn.Linear(4 * hidden_dim, hidden_dim), nn.ReLU(),
+                                   nn.Linear(hidden_dim, 2 * max_shift + 1))
+        nn.init.constant_(self.score[-1].bias, -3.0)  # starts near zero: the spectrum head leads at first
+
+    def forward(self, h: torch.Tensor, e: torch.Tensor, graph, joint: torch.Tensor) -> torch.Tensor:
+        """Scores (graphs, num_bins + 1) from atom embeddings h, edge embeddings e and per-graph joint embeddings."""
+        frag_mass = getattr(graph, "frag_mass", None)
+        if frag_mass is None:
+            raise ValueError("the cleavage head needs each graph's frag_mass (MolGraphFeaturizer adds it; a features "
+                             "cache from an older version is rebuilt when the run starts)")
+        src, dst = graph.edge_index
+        owner = graph.batch[src]
+        scores = nn.functional.softplus(self.score(torch.cat([h[src], h[dst], e, self.joint(joint)[owner]], dim=1)))
+        mz = frag_mass.long().unsqueeze(1) + self.shifts
+        valid = (frag_mass > 0).unsqueeze(1) & (mz >= 1) & (mz < self.size)
+        flat = (owner.unsqueeze(1) * self.size + mz.clamp(0, self.size - 1)).reshape(-1)
+        out = scores.new_zeros(joint.shape[0] * self.size)
+        out.index_add_(0, flat, (scores * valid).reshape(-1))
+        return out.view(joint.shape[0], self.size)

@@ -6,7 +6,7 @@ import torch
 from torch import nn
 from torch_geometric.nn import GATv2Conv, GINEConv, global_add_pool, global_mean_pool
 
-from nextims.models.heads import BidirectionalSpectrumHead
+from nextims.models.heads import BidirectionalSpectrumHead, BondCleavageHead
 from nextims.models.neims import ResidualBlock
 
 
@@ -21,7 +21,8 @@ def _conv(kind: str, dim: int) -> nn.Module:
 class TeacherGNN(nn.Module):
     """Graph layers -> pooled embedding joined with the count ECFP -> spectrum; bond embeddings -> BDE.
 
-    The BDE head predicts one value per bond of the graph (edges 2b and 2b+1 are bond b), in kcal/mol.
+    The BDE head predicts one value per bond of the graph (edges 2b and 2b+1 are bond b), in kcal/mol. With
+    `cleavage_head`, a BondCleavageHead adds the ions of single-bond cleavages to the spectrum head's output.
     """
 
     needs_graph = True
@@ -29,7 +30,7 @@ class TeacherGNN(nn.Module):
     def __init__(self, atom_dim: int, bond_dim: int, fp_dim: int = 4096, num_bins: int = 500, hidden_dim: int = 256,
                  num_layers: int = 4, conv: str = "gine", fp_hidden: int = 512, joint_dim: int = 1024,
                  num_blocks: int = 2, dropout: float = 0.2, reverse_margin: int = 2,
-                 bde_mean: float = 95.0, bde_std: float = 15.0) -> None:
+                 bde_mean: float = 95.0, bde_std: float = 15.0, cleavage_head: bool = False) -> None:
         super().__init__()
         self.atom_encoder = nn.Linear(atom_dim, hidden_dim)
         self.bond_encoder = nn.Linear(bond_dim, hidden_dim)
@@ -43,6 +44,7 @@ class TeacherGNN(nn.Module):
                                    *[ResidualBlock(joint_dim, 0.5, dropout) for _ in range(num_blocks)],
                                    nn.LayerNorm(joint_dim), nn.ReLU())
         self.spectrum_head = BidirectionalSpectrumHead(joint_dim, num_bins, reverse_margin)
+        self.cleavage_head = BondCleavageHead(hidden_dim, joint_dim, num_bins) if cleavage_head else None
         self.bde_head = nn.Sequential(nn.Linear(3 * hidden_dim, hidden_dim), nn.ReLU(), nn.Linear(hidden_dim, 1))
         self.register_buffer("bde_mean", torch.tensor(float(bde_mean)))
         self.register_buffer("bde_std", torch.tensor(float(bde_std)))
@@ -62,7 +64,8 @@ class TeacherGNN(nn.Module):
         pooled = torch.cat([global_add_pool(h, graph.batch, size=graph.num_graphs) / 10.0,
                             global_mean_pool(h, graph.batch, size=graph.num_graphs)], dim=1)
         joint = self.joint(torch.cat([pooled, self.fp_encoder(torch.log1p(batch["fp"]))], dim=1))
-        spectrum = self.spectrum_head(joint, batch["mass"])
+        ions = self.cleavage_head(h, e, graph, joint) if self.cleavage_head is not None else None
+        spectrum = self.spectrum_head(joint, batch["mass"], ions)
         if not with_bde:
             return spectrum
         src, dst = graph.edge_index[:, 0::2]

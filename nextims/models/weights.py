@@ -17,6 +17,42 @@ from nextims.data.cache import file_sha256
 
 # A weights file holds at most this many bytes of tensors; a larger model is split into numbered shards.
 MAX_SHARD_BYTES = 24_000_000
+PRECISIONS = ("float32", "float16", "int8")
+# int8: 2-D weights of at least this many values are stored as int8 with one float32 scale per row beside them
+INT8_MIN_VALUES = 16_384
+INT8_SCALE = ".int8_scale"
+
+
+def _stored(tensors: dict[str, torch.Tensor], precision: str) -> dict[str, torch.Tensor]:
+    """The tensors as written: float32, float16, or float16 with the large 2-D weights as per-row int8."""
+    if precision not in PRECISIONS:
+        raise ValueError(f"unknown weights precision {precision!r} (one of {', '.join(PRECISIONS)})")
+    out: dict[str, torch.Tensor] = {}
+    for key, t in tensors.items():
+        if not t.is_floating_point() or precision == "float32":
+            out[key] = t
+        elif precision == "int8" and t.dim() == 2 and t.numel() >= INT8_MIN_VALUES:
+            scale = t.float().abs().amax(dim=1, keepdim=True) / 127
+            scale = torch.where(scale > 0, scale, torch.ones_like(scale))
+            out[key] = torch.round(t.float() / scale).clamp(-127, 127).to(torch.int8)
+            out[key + INT8_SCALE] = scale.squeeze(1)
+        else:
+            out[key] = t.half()
+    return out
+
+
+def _restored(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """float32 tensors from stored ones (int8 weights times their row scales)."""
+    out = {}
+    for key, t in state.items():
+        if key.endswith(INT8_SCALE):
+            continue
+        scale = state.get(key + INT8_SCALE)
+        if scale is not None:
+            out[key] = t.float() * scale.float().unsqueeze(1)
+        else:
+            out[key] = t.float() if t.is_floating_point() else t
+    return out
 
 
 def _shards(tensors: dict[str, torch.Tensor], max_bytes: int) -> list[dict[str, torch.Tensor]]:
@@ -38,16 +74,16 @@ def shard_name(path: Path, index: int, count: int) -> str:
     return path.with_suffix(".safetensors").name if index == 0 else f"{path.name}.{index + 1}-of-{count}.part"
 
 
-def save_weights(model: torch.nn.Module, path: Path, card: dict[str, Any], fp16: bool = False,
+def save_weights(model: torch.nn.Module, path: Path, card: dict[str, Any], precision: str = "float32",
                  max_shard_bytes: int = MAX_SHARD_BYTES) -> Path:
     """Write `<path>.safetensors` (plus numbered shards when larger than max_shard_bytes) and `<path>.json`.
 
-    The card must hold the model config under `model`; it lists every shard with its sha256.
+    The card must hold the model config under `model`; it lists every shard with its sha256. precision:
+    float32, float16, or int8 (2-D weights of INT8_MIN_VALUES or more as int8 with a scale per row, the rest float16).
     """
     path = Path(path).with_suffix("")
     path.parent.mkdir(parents=True, exist_ok=True)
-    tensors = {k: (v.half() if fp16 and v.is_floating_point() else v).detach().cpu().contiguous()
-               for k, v in model.state_dict().items()}
+    tensors = _stored({k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}, precision)
     groups = _shards(tensors, max_shard_bytes)
     names = [shard_name(path, i, len(groups)) for i in range(len(groups))]
     digests = []
@@ -56,7 +92,7 @@ def save_weights(model: torch.nn.Module, path: Path, card: dict[str, Any], fp16:
         save_file(group, str(tmp))
         digests.append(file_sha256(tmp))
         os.replace(tmp, path.parent / name)
-    card = {**card, "weights_file": names[0], "dtype": "float16" if fp16 else "float32"}
+    card = {**card, "weights_file": names[0], "dtype": precision}
     if len(names) > 1:
         card["weights_shards"] = [{"file": n, "sha256": d} for n, d in zip(names, digests)]
     path.with_suffix(".json").write_text(json.dumps(card, indent=2, sort_keys=False, default=str) + "\n")
@@ -102,15 +138,14 @@ def read_card(path: Path) -> dict[str, Any]:
 
 
 def load_model(path: Path, device: torch.device | str = "cpu") -> tuple[torch.nn.Module, dict[str, Any]]:
-    """Rebuild the model its card describes and load its weights (no pickle), in float32."""
+    """Rebuild the model its card describes and load its weights (no pickle), in float32 (int8 weights dequantized)."""
     path = Path(path)
     card = read_card(path)
     model = build(OmegaConf.create(card["model"]))
     state = {}
     for f in weights_files(path.with_suffix(".safetensors")):
         state.update(load_file(str(f)))
-    state = {k: v.float() if v.is_floating_point() else v for k, v in state.items()}
-    model.load_state_dict(state)
+    model.load_state_dict(_restored(state))
     return model.to(device).eval(), card
 
 

@@ -136,7 +136,7 @@ def export(model: BondNet, card: dict[str, Any], cfg: DictConfig) -> Path:
     overrides = list(HydraConfig.get().overrides.task) if HydraConfig.initialized() else []
     card = {**card, "name": cfg.export_name, "command": " ".join(["python -m nextims.train", *overrides]),
             "nextims_version": __version__, "torch_version": torch.__version__}
-    return save_weights(model, Path(cfg.paths.weights_dir) / str(cfg.export_name), card, fp16=True)
+    return save_weights(model, Path(cfg.paths.weights_dir) / str(cfg.export_name), card, precision="float16")
 
 
 def run(cfg: DictConfig) -> dict[str, Any]:

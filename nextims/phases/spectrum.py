@@ -126,12 +126,13 @@ def log_mirror_plots(ctx: SpectrumContext, predict: Predictor, tracker: Any) -> 
 
 
 def export(model: torch.nn.Module, card: dict[str, Any], cfg: DictConfig) -> Path:
-    """Write the shipped weights (fp16) and their card, with licence and the command that made them."""
+    """Write the shipped weights (in `export_precision`) and their card, with licence and the command that made them."""
     overrides = list(HydraConfig.get().overrides.task) if HydraConfig.initialized() else []
     card = {**card, "name": cfg.export_name, "licence": DATA_LICENCES.get(str(cfg.data.name), "see the training data"),
             "command": " ".join(["python -m nextims.train", *overrides]), "nextims_version": __version__,
             "torch_version": torch.__version__}
-    return save_weights(model, Path(cfg.paths.weights_dir) / str(cfg.export_name), card, fp16=True)
+    return save_weights(model, Path(cfg.paths.weights_dir) / str(cfg.export_name), card,
+                        precision=str(cfg.get("export_precision", "float16")))
 
 
 def model_card(cfg: DictConfig, ctx: SpectrumContext, metrics: dict[str, Any], **extra: Any) -> dict[str, Any]:

@@ -81,7 +81,8 @@ def untrained(tmp_path: Path) -> dict[str, Path]:
                       "hidden_dim": 32, "num_blocks": 1},
               "gnn": {"_target_": "nextims.models.teacher.TeacherGNN", "atom_dim": graph.atom_dim,
                       "bond_dim": graph.bond_dim, "fp_dim": 256, "num_bins": 120, "hidden_dim": 16,
-                      "num_layers": 1, "fp_hidden": 16, "joint_dim": 32, "num_blocks": 1}}
+                      "num_layers": 1, "fp_hidden": 16, "joint_dim": 32, "num_blocks": 1,
+                      "cleavage_head": True}}
     torch.manual_seed(0)
     return {name: save_weights(build(OmegaConf.create(model)), tmp_path / "untrained" / name,
                                {"model": model, "featurizer": featurizer, "data": {"max_mz": 120}})

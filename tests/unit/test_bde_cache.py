@@ -36,7 +36,7 @@ def tiny_model(seed: int = 0) -> BondNet:
 
 def save_model(path: Path, seed: int = 0) -> Path:
     card = {"model": CONFIG, "task": "bde", "featurizer": featurizer_signature()}
-    return save_weights(tiny_model(seed), path, card, fp16=True)
+    return save_weights(tiny_model(seed), path, card, precision="float16")
 
 
 def build(tmp_path: Path, model: BondNet) -> tuple[Path, dict]:

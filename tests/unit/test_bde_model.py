@@ -80,7 +80,7 @@ def test_saved_weights_rebuild_the_model(tmp_path: Path) -> None:
     graphs = packed(SMILES)
     m.set_domain(graphs.elements, graphs.bond_type)
     card = {"model": CONFIG, "task": "bde", "featurizer": featurizer_signature()}
-    path = save_weights(m, tmp_path / "bde", card, fp16=True)
+    path = save_weights(m, tmp_path / "bde", card, precision="float16")
     loaded, _ = load_bondnet(path)
     before, flags_before = predict_bonds(m, graphs, np.arange(4))
     after, flags_after = predict_bonds(loaded, graphs, np.arange(4))

@@ -107,9 +107,16 @@ def test_features_round_trip(tmp_path):
         assert np.array_equal(features.fingerprint(i), fps[i])
         assert features.masses[i] == nominal_mass(mol)
         expected, graph = featurizer(mol), features.graph(i)
-        for name in ("x", "edge_index", "edge_attr"):
+        for name in ("x", "edge_index", "edge_attr", "frag_mass"):
             assert torch.equal(getattr(graph, name), getattr(expected, name)), (smi, name)
         assert graph.num_nodes == expected.num_nodes
+
+
+def test_store_version_is_part_of_the_key(tmp_path, monkeypatch):
+    old = build_or_load(IDS, SMILES, MolGraphFeaturizer(), 256, 2, tmp_path)
+    monkeypatch.setattr(feature_store, "STORE_VERSION", feature_store.STORE_VERSION + 1)
+    new = build_or_load(IDS, SMILES, MolGraphFeaturizer(), 256, 2, tmp_path)
+    assert new.key != old.key and new.path != old.path and len(_cache_files(tmp_path)) == 2
 
 
 def test_large_counts_are_clipped(tmp_path, monkeypatch):

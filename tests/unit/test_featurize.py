@@ -11,6 +11,7 @@ from nextims.data.featurize import (
     _morgan_generator,
     count_morgan,
     featurizer_signature,
+    fragment_masses,
     mol_from_smiles,
     nominal_mass,
 )
@@ -140,3 +141,47 @@ def test_signature_changes_with_options():
     assert base != featurizer_signature(MolGraphFeaturizer(), 2048, 2)
     assert base != featurizer_signature(MolGraphFeaturizer(), 4096, 3)
     assert {"feature_version", "rdkit"} <= set(base)
+
+
+def _bond(mol, a: int, b: int) -> int:
+    return mol.GetBondBetweenAtoms(a, b).GetIdx()
+
+
+def test_fragment_masses_by_hand():
+    ethanol = mol_from_smiles("CCO")  # CH3-CH2-OH
+    masses = fragment_masses(ethanol)
+    cc, co = _bond(ethanol, 0, 1), _bond(ethanol, 1, 2)
+    assert masses[2 * cc].tolist() == 31 and masses[2 * cc + 1] == 15  # CH2OH+ / CH3+
+    assert masses[2 * co].tolist() == 17 and masses[2 * co + 1] == 29  # OH / C2H5+
+    halide = mol_from_smiles("ClCC(Br)C")  # Cl-CH2-CH(Br)-CH3: Cl 35, Br 79
+    m = fragment_masses(halide)
+    assert m[2 * _bond(halide, 0, 1)] == 14 + 13 + 79 + 15 and m[2 * _bond(halide, 0, 1) + 1] == 35
+    assert m[2 * _bond(halide, 2, 3)] == 79 and m[2 * _bond(halide, 2, 3) + 1] == 35 + 14 + 13 + 15
+
+
+def test_fragment_masses_of_ring_bonds_are_zero_and_the_two_ions_add_up():
+    mol = mol_from_smiles("OC1CCCCC1")
+    masses = fragment_masses(mol)
+    for bond in mol.GetBonds():
+        b = bond.GetIdx()
+        if bond.IsInRing():
+            assert masses[2 * b] == masses[2 * b + 1] == 0
+        else:
+            assert {int(masses[2 * b]), int(masses[2 * b + 1])} == {17, 83}
+    for smiles in ("CC(=O)Nc1ccc(O)cc1", "CC(C)(C)[Si](C)(C)OC(=O)CCl", "[2H]C([2H])([2H])C(=O)O"):
+        mol = mol_from_smiles(smiles)
+        m = fragment_masses(mol)
+        for bond in mol.GetBonds():
+            b = bond.GetIdx()
+            assert bond.IsInRing() or m[2 * b] + m[2 * b + 1] == nominal_mass(mol), (smiles, b)
+
+
+def test_fragment_masses_of_a_lone_atom_and_with_explicit_hydrogens():
+    assert fragment_masses(mol_from_smiles("[Ar]")).shape == (0,)
+    featurizer = MolGraphFeaturizer(explicit_hydrogens=True)
+    g = featurizer(mol_from_smiles("CO"))
+    assert g.frag_mass.dtype == torch.int64 and g.frag_mass.shape == (10,)
+    hydrogen = g.x[:, ELEMENTS.index("H")] == 1
+    ends = g.edge_index[1]
+    assert (g.frag_mass[hydrogen[ends]] == 1).all()
+    assert (g.frag_mass[0::2] + g.frag_mass[1::2] == 32).all()  # CH3OH

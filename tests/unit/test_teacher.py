@@ -11,6 +11,7 @@ from torch_geometric.data import Batch
 
 from nextims.data.featurize import MolGraphFeaturizer, count_morgan, mol_from_smiles, nominal_mass
 from nextims.losses import MultitaskTeacherLoss, spectrum_loss
+from nextims.models.heads import BondCleavageHead
 from nextims.models.teacher import TeacherGNN
 
 
@@ -70,3 +71,55 @@ def test_gradients_reach_both_heads() -> None:
     spectrum_only, _ = loss_fn(predicted_spectrum=model(batch), target_spectrum=target)
     spectrum_only.backward()
     assert all(p.grad is None for p in model.bde_head.parameters())
+
+
+def _batch(smiles: tuple[str, ...], fp_dim: int = 256) -> dict:
+    featurizer = MolGraphFeaturizer()
+    mols = [mol_from_smiles(s) for s in smiles]
+    return {"graph": Batch.from_data_list([featurizer(m) for m in mols]),
+            "fp": torch.from_numpy(np.stack([count_morgan(m, fp_dim) for m in mols])),
+            "mass": torch.tensor([nominal_mass(m) for m in mols])}
+
+
+def test_cleavage_head_scores_exactly_the_cleavage_ions_of_each_molecule() -> None:
+    torch.manual_seed(0)
+    head = BondCleavageHead(hidden_dim=8, joint_dim=16, num_bins=120)
+    batch = _batch(("CCO", "OC1CCCCC1", "ClCC"))
+    graph = batch["graph"]
+    h, e = torch.randn(graph.num_nodes, 8), torch.randn(graph.edge_index.shape[1], 8)
+    scores = head(h, e, graph, torch.randn(3, 16))
+    assert scores.shape == (3, 121) and (scores >= 0).all()
+    # ethanol: 15 | 31, 29 | 17; cyclohexanol: only its C-O bond (17 | 83), no ring bond; chloroethane: 35 | 29, 49 | 15
+    expected = [{15, 17, 29, 31}, {17, 83}, {15, 29, 35, 49}]
+    for row, ions in zip(scores, expected):
+        allowed = {ion + s for ion in ions for s in range(-2, 3)}
+        assert set(torch.nonzero(row).flatten().tolist()) == allowed
+
+
+def test_cleavage_head_gradients_reach_the_graph_layers_and_the_joint_embedding() -> None:
+    featurizer = MolGraphFeaturizer()
+    model = TeacherGNN(featurizer.atom_dim, featurizer.bond_dim, fp_dim=256, num_bins=200, hidden_dim=32,
+                       num_layers=2, fp_hidden=32, joint_dim=64, num_blocks=1, cleavage_head=True)
+    batch = _batch(("CCO", "c1ccccc1CCl", "CC(=O)N"))
+    graph = batch["graph"]
+    joint = torch.randn(3, 64, requires_grad=True)
+    model.cleavage_head(*model.encode(graph), graph, joint).sum().backward()
+    assert joint.grad.abs().sum() > 0
+    assert model.cleavage_head.score[0].weight.grad.abs().sum() > 0
+    assert model.convs[0].nn[0].weight.grad.abs().sum() > 0 and model.bond_encoder.weight.grad.abs().sum() > 0
+    model.zero_grad()
+    loss, _ = MultitaskTeacherLoss(spectrum=spectrum_loss("cosine"))(predicted_spectrum=model(batch),
+                                                                     target_spectrum=torch.rand(3, 201))
+    loss.backward()
+    assert model.cleavage_head.score[-1].weight.grad.abs().sum() > 0
+    assert model.cleavage_head.joint.weight.grad.abs().sum() > 0 and model.joint[0].weight.grad.abs().sum() > 0
+
+
+def test_cleavage_head_without_fragment_masses_says_what_is_missing() -> None:
+    featurizer = MolGraphFeaturizer()
+    model = TeacherGNN(featurizer.atom_dim, featurizer.bond_dim, fp_dim=256, num_bins=200, hidden_dim=16,
+                       num_layers=1, fp_hidden=16, joint_dim=32, num_blocks=1, cleavage_head=True)
+    batch = _batch(("CCO",))
+    del batch["graph"].frag_mass
+    with pytest.raises(ValueError, match="frag_mass"):
+        model(batch)

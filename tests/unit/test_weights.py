@@ -60,3 +60,29 @@ def test_shipped_weights_lists_models_with_cards_by_task(tmp_path: Path, linear_
     (tmp_path / "stray.safetensors").write_bytes(b"")
     assert [p.name for p in shipped_weights(tmp_path)] == ["a.safetensors", "b.safetensors"]
     assert [p.name for p in shipped_weights(tmp_path, "bde")] == ["b.safetensors"]
+
+
+def test_int8_weights_load_back_within_half_a_step_and_small_tensors_stay_float16(tmp_path: Path) -> None:
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(256, 128), nn.Linear(128, 4))  # 32,768 weights: int8; 512: float16
+    with torch.no_grad():
+        model[0].weight[3] = 0  # an all-zero row stays exactly zero
+    card = {"model": {"_target_": "torch.nn.Sequential", "_args_": [
+        {"_target_": "torch.nn.Linear", "in_features": 256, "out_features": 128},
+        {"_target_": "torch.nn.Linear", "in_features": 128, "out_features": 4}]}}
+    int8 = save_weights(model, tmp_path / "q", card, precision="int8")
+    half = save_weights(model, tmp_path / "h", card, precision="float16")
+    assert json.loads((tmp_path / "q.json").read_text())["dtype"] == "int8"
+    assert int8.stat().st_size < 0.6 * half.stat().st_size
+    loaded, _ = load_model(int8)
+    step = model[0].weight.abs().amax(dim=1, keepdim=True) / 127
+    error = (loaded[0].weight - model[0].weight).abs()
+    assert (error <= step / 2 + 1e-7).all() and error.max() > 0
+    assert torch.equal(loaded[0].weight[3], torch.zeros(256))
+    torch.testing.assert_close(loaded[1].weight, model[1].weight.half().float())
+    torch.testing.assert_close(loaded[0].bias, model[0].bias.half().float())
+
+
+def test_unknown_precision_is_refused(tmp_path: Path, linear_cfg: dict) -> None:
+    with pytest.raises(ValueError, match="unknown weights precision 'int4'"):
+        save_weights(nn.Linear(64, 64), tmp_path / "m", card_for(linear_cfg), precision="int4")
