@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import torch
 from torch import nn
 
@@ -36,18 +38,23 @@ class BidirectionalSpectrumHead(nn.Module):
         return torch.relu(out) * (bins.unsqueeze(0) <= anchor)
 
 
+# m/z offsets from a fragment's nominal mass: hydrogen transfers
+HYDROGEN_SHIFTS = (-2, -1, 0, 1, 2)
+
+
 class BondCleavageHead(nn.Module):
     """Ions of single-bond cleavages: each directed edge over a non-ring bond scores the ion on its far side at
-    that part's nominal mass (the graph's `frag_mass`) plus hydrogen shifts, from its atoms' and its own
+    that part's nominal mass (the graph's `frag_mass`) plus each of `shifts` (m/z offsets), from its atoms' and its own
     embeddings and its molecule's joint embedding. Returns non-negative scores over m/z bins 0..num_bins."""
 
-    def __init__(self, hidden_dim: int, joint_dim: int, num_bins: int, max_shift: int = 2) -> None:
+    def __init__(self, hidden_dim: int, joint_dim: int, num_bins: int,
+                 shifts: Sequence[int] = HYDROGEN_SHIFTS) -> None:
         super().__init__()
         self.size = num_bins + 1
-        self.register_buffer("shifts", torch.arange(-max_shift, max_shift + 1), persistent=False)
+        self.register_buffer("shifts", torch.tensor([int(s) for s in shifts]), persistent=False)
         self.joint = nn.Linear(joint_dim, hidden_dim)
         self.score = nn.Sequential(nn.Linear(4 * hidden_dim, hidden_dim), nn.ReLU(),
-                                   nn.Linear(hidden_dim, 2 * max_shift + 1))
+                                   nn.Linear(hidden_dim, len(shifts)))
         nn.init.constant_(self.score[-1].bias, -3.0)  # starts near zero: the spectrum head leads at first
 
     def forward(self, h: torch.Tensor, e: torch.Tensor, graph, joint: torch.Tensor) -> torch.Tensor:

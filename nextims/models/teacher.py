@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import torch
 from torch import nn
 from torch_geometric.nn import GATv2Conv, GINEConv, global_add_pool, global_mean_pool
 
-from nextims.models.heads import BidirectionalSpectrumHead, BondCleavageHead
+from nextims.models.heads import HYDROGEN_SHIFTS, BidirectionalSpectrumHead, BondCleavageHead
 from nextims.models.neims import ResidualBlock
 
 
@@ -30,7 +32,8 @@ class TeacherGNN(nn.Module):
     def __init__(self, atom_dim: int, bond_dim: int, fp_dim: int = 4096, num_bins: int = 500, hidden_dim: int = 256,
                  num_layers: int = 4, conv: str = "gine", fp_hidden: int = 512, joint_dim: int = 1024,
                  num_blocks: int = 2, dropout: float = 0.2, reverse_margin: int = 2,
-                 bde_mean: float = 95.0, bde_std: float = 15.0, cleavage_head: bool = False) -> None:
+                 bde_mean: float = 95.0, bde_std: float = 15.0, cleavage_head: bool = False,
+                 cleavage_shifts: Sequence[int] | None = None) -> None:
         super().__init__()
         self.atom_encoder = nn.Linear(atom_dim, hidden_dim)
         self.bond_encoder = nn.Linear(bond_dim, hidden_dim)
@@ -44,7 +47,8 @@ class TeacherGNN(nn.Module):
                                    *[ResidualBlock(joint_dim, 0.5, dropout) for _ in range(num_blocks)],
                                    nn.LayerNorm(joint_dim), nn.ReLU())
         self.spectrum_head = BidirectionalSpectrumHead(joint_dim, num_bins, reverse_margin)
-        self.cleavage_head = BondCleavageHead(hidden_dim, joint_dim, num_bins) if cleavage_head else None
+        self.cleavage_head = (BondCleavageHead(hidden_dim, joint_dim, num_bins, cleavage_shifts or HYDROGEN_SHIFTS)
+                              if cleavage_head else None)
         self.bde_head = nn.Sequential(nn.Linear(3 * hidden_dim, hidden_dim), nn.ReLU(), nn.Linear(hidden_dim, 1))
         self.register_buffer("bde_mean", torch.tensor(float(bde_mean)))
         self.register_buffer("bde_std", torch.tensor(float(bde_std)))

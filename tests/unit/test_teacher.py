@@ -96,6 +96,13 @@ def test_cleavage_head_scores_exactly_the_cleavage_ions_of_each_molecule() -> No
         assert set(torch.nonzero(row).flatten().tolist()) == allowed
 
 
+def test_cleavage_head_places_ions_at_the_configured_shifts() -> None:
+    head = BondCleavageHead(hidden_dim=8, joint_dim=16, num_bins=120, shifts=(0, -28))
+    graph = _batch(("CC(=O)C",))["graph"]  # acetone: CH3 15 | CH3CO 43 (both C-C bonds), O 16 | C3H6 42 (C=O)
+    scores = head(torch.randn(graph.num_nodes, 8), torch.randn(graph.edge_index.shape[1], 8), graph, torch.randn(1, 16))
+    assert set(torch.nonzero(scores[0]).flatten().tolist()) == {15, 16, 42, 43, 42 - 28, 43 - 28}  # 15 - 28 < 1
+
+
 def test_cleavage_head_gradients_reach_the_graph_layers_and_the_joint_embedding() -> None:
     featurizer = MolGraphFeaturizer()
     model = TeacherGNN(featurizer.atom_dim, featurizer.bond_dim, fp_dim=256, num_bins=200, hidden_dim=32,
