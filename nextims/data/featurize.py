@@ -101,8 +101,8 @@ def fragment_masses(mol: Chem.Mol) -> np.ndarray:
         u, v, b = bond.GetBeginAtomIdx(), bond.GetEndAtomIdx(), bond.GetIdx()
         neighbours[u].append((v, b))
         neighbours[v].append((u, b))
-    # Depth-first trees: a non-ring bond is a tree edge, and the part below it is its child's subtree.
-    parent_bond, subtree, total = [-1] * n, list(atom_mass), [0] * n
+    # Spanning trees: a non-ring bond is a tree edge, and the part below it is its child's subtree.
+    parent, parent_bond, subtree, total = [-1] * n, [-1] * n, list(atom_mass), [0] * n
     seen = [False] * n
     for root in range(n):
         if seen[root]:
@@ -113,11 +113,10 @@ def fragment_masses(mol: Chem.Mol) -> np.ndarray:
             order.append(atom)
             for other, b in neighbours[atom]:
                 if not seen[other]:
-                    seen[other], parent_bond[other] = True, b
+                    seen[other], parent[other], parent_bond[other] = True, atom, b
                     stack.append(other)
         for atom in reversed(order[1:]):
-            bond = mol.GetBondWithIdx(parent_bond[atom])
-            subtree[bond.GetOtherAtomIdx(atom)] += subtree[atom]
+            subtree[parent[atom]] += subtree[atom]
         for atom in order:
             total[atom] = subtree[root]
     out = np.zeros(2 * mol.GetNumBonds(), dtype=np.int32)

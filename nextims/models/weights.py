@@ -23,10 +23,16 @@ INT8_MIN_VALUES = 16_384
 INT8_SCALE = ".int8_scale"
 
 
-def _stored(tensors: dict[str, torch.Tensor], precision: str) -> dict[str, torch.Tensor]:
-    """The tensors as written: float32, float16, or float16 with the large 2-D weights as per-row int8."""
+def check_precision(precision: str) -> str:
+    """The precision, or ValueError when it is not one of PRECISIONS."""
     if precision not in PRECISIONS:
         raise ValueError(f"unknown weights precision {precision!r} (one of {', '.join(PRECISIONS)})")
+    return precision
+
+
+def _stored(tensors: dict[str, torch.Tensor], precision: str) -> dict[str, torch.Tensor]:
+    """The tensors as written: float32, float16, or float16 with the large 2-D weights as per-row int8."""
+    check_precision(precision)
     out: dict[str, torch.Tensor] = {}
     for key, t in tensors.items():
         if not t.is_floating_point() or precision == "float32":

@@ -17,6 +17,7 @@ from nextims.config import build, flatten, to_yaml
 from nextims.data.cache import content_hash
 from nextims.data.feature_store import FeatureSet, build_or_load
 from nextims.data.spectra import SpectraData, load_spectra
+from nextims.models.weights import check_precision
 from nextims.tracking import NullTracker
 from nextims.training.distributed import is_main
 
@@ -119,3 +120,8 @@ def write_metrics(cfg: DictConfig, metrics: dict[str, Any], tracker: NullTracker
     shown = {k: v for k, v in sorted(metrics.items()) if isinstance(v, (int, float)) and k.count("/") <= 1}
     print(" ".join(f"{k}={v:.4f}" for k, v in shown.items()))
     return path
+
+
+def export_precision(cfg: DictConfig) -> str:
+    """The precision of exported weights (`export_precision`, default float16); ValueError when unknown."""
+    return check_precision(str(cfg.get("export_precision", "float16")))

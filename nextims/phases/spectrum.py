@@ -17,8 +17,8 @@ from nextims.evaluation.split_eval import evaluate_split
 from nextims.losses import DistillationLoss, MultitaskTeacherLoss, spectrum_loss
 from nextims.models.knn import TanimotoKNN
 from nextims.models.weights import check_compatible, load_model, save_weights
-from nextims.phases.common import (SpectrumContext, checkpoint_dir, load_context, output_dir, tracked_run,
-                                   write_metrics)
+from nextims.phases.common import (SpectrumContext, checkpoint_dir, export_precision, load_context, output_dir,
+                                   tracked_run, write_metrics)
 from nextims.training.batches import SpectrumBatches, predict_intensities
 from nextims.training.loop import fit
 from nextims.training.distributed import is_main
@@ -131,8 +131,7 @@ def export(model: torch.nn.Module, card: dict[str, Any], cfg: DictConfig) -> Pat
     card = {**card, "name": cfg.export_name, "licence": DATA_LICENCES.get(str(cfg.data.name), "see the training data"),
             "command": " ".join(["python -m nextims.train", *overrides]), "nextims_version": __version__,
             "torch_version": torch.__version__}
-    return save_weights(model, Path(cfg.paths.weights_dir) / str(cfg.export_name), card,
-                        precision=str(cfg.get("export_precision", "float16")))
+    return save_weights(model, Path(cfg.paths.weights_dir) / str(cfg.export_name), card, export_precision(cfg))
 
 
 def model_card(cfg: DictConfig, ctx: SpectrumContext, metrics: dict[str, Any], **extra: Any) -> dict[str, Any]:
@@ -175,6 +174,7 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     size = cfg.get("ensemble_size", 1)
     if not isinstance(size, int) or size < 1:
         raise ValueError(f"ensemble_size must be a whole number >= 1 (1: one model), got {size!r}")
+    export_precision(cfg)  # refuse a bad setting before training, not after
     if size > 1:
         from nextims.phases.ensemble import run_ensemble
 

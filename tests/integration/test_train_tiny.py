@@ -52,3 +52,10 @@ def test_dataset_report_counts_drops(compose_cfg) -> None:
         assert report["dropped"].get(reason, 0) >= 1, reason
     assert report["kept"] == len(data)
     assert set(data.split) <= {"train", "val", "test"}
+
+
+def test_unknown_export_precision_is_refused_before_training(compose_cfg) -> None:
+    cfg = compose_cfg([*TINY, "export_name=tiny", "export_precision=int4"])
+    with pytest.raises(ValueError, match="unknown weights precision 'int4'"):
+        train(cfg)
+    assert not Path(cfg.paths.checkpoint_dir).exists()
