@@ -27,6 +27,9 @@ class DropReport:
     dropped: Counter = field(default_factory=Counter)
     examples: dict[str, list[str]] = field(default_factory=dict)
     max_examples: int = 3
+    # reasons whose every dropped record is listed (in `listed`), not only the first few examples
+    listed_reasons: tuple[str, ...] = ()
+    listed: dict[str, list[str]] = field(default_factory=dict)
 
     def keep(self, n: int = 1) -> None:
         """Count n kept records."""
@@ -36,8 +39,11 @@ class DropReport:
         """Count one dropped record under reason."""
         self.dropped[reason] += 1
         ex = self.examples.setdefault(reason, [])
+        entry = f"{record}: {detail}" if detail else record
         if record and len(ex) < self.max_examples:
-            ex.append(f"{record}: {detail}" if detail else record)
+            ex.append(entry)
+        if record and reason in self.listed_reasons:
+            self.listed.setdefault(reason, []).append(entry)
 
     def drop_error(self, err: RecordError) -> None:
         """Count a RecordError."""
@@ -49,6 +55,8 @@ class DropReport:
             self.dropped[reason] += n
             ex = self.examples.setdefault(reason, [])
             ex.extend(other.examples.get(reason, [])[: self.max_examples - len(ex)])
+        for reason, entries in other.listed.items():
+            self.listed.setdefault(reason, []).extend(entries)
 
     @property
     def total_dropped(self) -> int:
@@ -63,6 +71,7 @@ class DropReport:
             "dropped": dict(sorted(self.dropped.items())),
             "total_dropped": self.total_dropped,
             "examples": {k: list(v) for k, v in sorted(self.examples.items())},
+            **({"listed": {k: list(v) for k, v in sorted(self.listed.items())}} if self.listed else {}),
         }
 
     def format(self) -> str:

@@ -100,7 +100,8 @@ class DistillationLoss(nn.Module):
     """lambda_spectrum * hard loss (observed) + lambda_soft * soft loss (teacher) + lambda_balance * load balance.
 
     Call: `total_loss, loss_dict = loss_fn(predicted_spectrum=..., target_spectrum=..., teacher_spectrum=...,
-    balance_loss=None)`; both targets are intensities, scored with the same spectrum loss.
+    balance_loss=None)`; both targets are intensities, scored with the same spectrum loss; a batch without
+    observed spectra (target_spectrum None, e.g. transfer-set molecules) has only the soft term.
     """
 
     def __init__(self, lambda_spectrum: float = 1.0, lambda_soft: float = 1.0, lambda_balance: float = 0.01,
@@ -111,12 +112,12 @@ class DistillationLoss(nn.Module):
         self.lambda_balance = lambda_balance
         self.spectrum = spectrum if spectrum is not None else CosineLoss()
 
-    def forward(self, predicted_spectrum: torch.Tensor, target_spectrum: torch.Tensor,
+    def forward(self, predicted_spectrum: torch.Tensor, target_spectrum: torch.Tensor | None,
                 teacher_spectrum: torch.Tensor | None = None,
                 balance_loss: torch.Tensor | None = None) -> tuple[torch.Tensor, dict[str, float]]:
         """The weighted total and its parts (floats, for logging)."""
-        hard = self.spectrum(predicted_spectrum, target_spectrum)
         zero = predicted_spectrum.new_zeros(())
+        hard = self.spectrum(predicted_spectrum, target_spectrum) if target_spectrum is not None else zero
         soft = self.spectrum(predicted_spectrum, teacher_spectrum) if teacher_spectrum is not None else zero
         balance = balance_loss if balance_loss is not None else zero
         total = self.lambda_spectrum * hard + self.lambda_soft * soft + self.lambda_balance * balance

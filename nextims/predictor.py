@@ -55,9 +55,15 @@ class SpectrumPredictor:
         """The largest predicted m/z."""
         return int(self.card["data"]["max_mz"])
 
+    @property
+    def needs_sites(self) -> bool:
+        """Whether the model reads cleavage sites (nextims.data.sites)."""
+        return bool(getattr(self.model, "needs_sites", False))
+
     def chunk_preparer(self, max_heavy_atoms: int = 100) -> ChunkPreparer:
         """The preparation of input molecules into this model's inputs, with the card's featurizer settings."""
-        return ChunkPreparer(self.max_mz, max_heavy_atoms, self.n_bits, self.radius, self.graph_featurizer)
+        return ChunkPreparer(self.max_mz, max_heavy_atoms, self.n_bits, self.radius, self.graph_featurizer,
+                             self.needs_sites)
 
     @torch.no_grad()
     def predict_features(self, chunk: PreparedChunk) -> np.ndarray:
@@ -68,4 +74,6 @@ class SpectrumPredictor:
                  "mass": torch.tensor([m.mass for m in chunk.molecules], device=self.device)}
         if self.graph_featurizer is not None:
             batch["graph"] = Batch.from_data_list(chunk.graphs).to(self.device)
+        if self.needs_sites:
+            batch["sites"] = chunk.sites.take(np.arange(len(chunk.molecules)), self.device)
         return self.model(batch).float().pow(2).cpu().numpy()

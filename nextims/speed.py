@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import io
 import itertools
 import tempfile
@@ -16,6 +17,7 @@ from omegaconf import DictConfig, OmegaConf
 from nextims.data.molecules import ChunkPreparer, prepared_chunks, read_molecules
 from nextims.data.spectra import load_spectra
 from nextims.predict import compose_predict, model_weights, run_predict, thread_count, worker_count
+from nextims.predictor import SpectrumPredictor
 from nextims.training.runtime import set_threads
 
 FEATURIZE = "featurize"
@@ -46,6 +48,19 @@ def featurize_file(path: Path, prepare: ChunkPreparer, cfg: DictConfig) -> int:
     chunks = prepared_chunks(read_molecules(str(path)), prepare, int(cfg.batch_size), worker_count(cfg.workers),
                              cfg.start_method)
     return sum(len(chunk.molecules) for chunk in chunks)
+
+
+def featurize_preparer(cfg: DictConfig, base: DictConfig) -> ChunkPreparer:
+    """The preparation the featurize row times: what `bench.speed.featurize_as` (a predict `model=` value) reads,
+    its graphs left out (the fingerprint ceiling); the plain fingerprint when that model has no weights."""
+    pcfg = base.copy()
+    pcfg.model = str(cfg.bench.speed.featurize_as)
+    try:
+        predictor = SpectrumPredictor.load(model_weights(pcfg), "cpu")
+    except FileNotFoundError:
+        return ChunkPreparer(int(cfg.data.max_mz), int(base.max_heavy_atoms), int(cfg.featurizer.fp_bits),
+                             int(cfg.featurizer.fp_radius))
+    return dataclasses.replace(predictor.chunk_preparer(int(base.max_heavy_atoms)), graph_featurizer=None)
 
 
 def predict_quietly(cfg: DictConfig, source: Path) -> None:
@@ -83,16 +98,16 @@ def bench_speed(cfg: DictConfig) -> list[dict[str, Any]]:
             predict_quietly(pcfg, warmup)
             rows.append({"name": name, "molecules": count,
                          "seconds": best_seconds(lambda: predict_quietly(pcfg, source), repeats)})
-        prepare = ChunkPreparer(int(cfg.data.max_mz), int(base.max_heavy_atoms), int(cfg.featurizer.fp_bits),
-                                int(cfg.featurizer.fp_radius))
+        prepare = featurize_preparer(cfg, base)
         featurize_file(warmup, prepare, base)
         rows.append({"name": FEATURIZE, "molecules": count,
                      "seconds": best_seconds(lambda: featurize_file(source, prepare, base), repeats)})
-    print_speed_table(rows, cfg, base, len(smiles))
+    print_speed_table(rows, cfg, base, len(smiles), prepare.sites)
     return rows
 
 
-def print_speed_table(rows: list[dict[str, Any]], cfg: DictConfig, predict_cfg: DictConfig, compounds: int) -> None:
+def print_speed_table(rows: list[dict[str, Any]], cfg: DictConfig, predict_cfg: DictConfig, compounds: int,
+                      sites: bool = False) -> None:
     """The table (filling in the derived columns of rows; seconds None = missing weights) and the summary line."""
     timed = {r["name"]: r["seconds"] for r in rows if r["seconds"] is not None}
     for r in rows:
@@ -106,8 +121,9 @@ def print_speed_table(rows: list[dict[str, Any]], cfg: DictConfig, predict_cfg: 
     threads = thread_count(predict_cfg.num_threads, workers) or torch.get_num_threads()
     print(f"\nspeed benchmark: {speed.molecules} molecules ({compounds} compounds of data={cfg.data.name}, cycled), "
           f"SMILES file -> MSP file, device={speed.device}, workers={workers}, model threads={threads}, "
-          f"batch={predict_cfg.batch_size}, best of {speed.repeats}; {FEATURIZE} = read + prepare + fingerprint "
-          f"(same workers), no model")
+          f"batch={predict_cfg.batch_size}, best of {speed.repeats}; {FEATURIZE} = read + prepare + the inputs "
+          f"{speed.featurize_as} reads, no graphs (fingerprint{' + cleavage sites' if sites else ''}; same workers), "
+          f"no model")
     width = max(len(str(r["name"])) for r in rows)
     print(" | ".join(f"{c:>{width if c == 'name' else 12}s}" for c in COLUMNS))
     for r in rows:

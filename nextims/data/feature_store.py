@@ -14,18 +14,13 @@ import torch
 from torch_geometric.data import Data
 
 from nextims.data.cache import H5Reader, ReopensByPath, atomic_h5, cache_is_valid, content_hash
-from nextims.data.featurize import (
-    MolGraphFeaturizer,
-    count_morgan,
-    featurizer_signature,
-    mol_from_smiles,
-    nominal_mass,
-)
+from nextims.data.featurize import MolGraphFeaturizer, featurizer_signature, mol_from_smiles, nominal_mass
+from nextims.data.sites import SITES_VERSION, CleavageSites, fingerprint_and_sites
 
 log = logging.getLogger(__name__)
 
 # Bump when the stored datasets change (part of the cache key, so an older file is rebuilt, never misread).
-STORE_VERSION = 2
+STORE_VERSION = 3
 MAX_COUNT = np.iinfo(np.uint16).max
 _COMPRESSION = {"compression": "gzip", "compression_opts": 4, "shuffle": True}
 
@@ -67,6 +62,10 @@ class FeatureSet(ReopensByPath):
             num_nodes=int(a1 - a0),
         )
 
+    def sites(self) -> CleavageSites:
+        """The cleavage sites of every compound (see nextims.data.sites), read into memory."""
+        return CleavageSites(*(self.reader[f"site_{name}"][:] for name in ("near", "far", "kind", "mass", "offsets")))
+
     def __len__(self) -> int:
         return len(self.ids)
 
@@ -74,7 +73,8 @@ class FeatureSet(ReopensByPath):
 def features_key(ids: Sequence[str], smiles: Sequence[str], featurizer: MolGraphFeaturizer,
                  n_bits: int, radius: int) -> str:
     """The cache key of the features of these compounds."""
-    return content_hash({"store_version": STORE_VERSION, **featurizer_signature(featurizer, n_bits, radius)},
+    return content_hash({"store_version": STORE_VERSION, "sites_version": SITES_VERSION,
+                         **featurizer_signature(featurizer, n_bits, radius)},
                         list(ids), list(smiles))
 
 
@@ -106,13 +106,22 @@ def _write_features(f: h5py.File, ids: Sequence[str], smiles: Sequence[str],
                                  chunks=(8192, featurizer.bond_dim), **_COMPRESSION)
     frag_mass = f.create_dataset("frag_mass", shape=(0,), maxshape=(None,), dtype=np.int32, chunks=(8192,),
                                  **_COMPRESSION)
+    site_data = {name: f.create_dataset(f"site_{name}", shape=shape, maxshape=(None, *shape[1:]), dtype=dtype,
+                                        chunks=(8192, *shape[1:]), **_COMPRESSION)
+                 for name, shape, dtype in (("near", (0, radius + 1), np.int32), ("far", (0, radius + 1), np.int32),
+                                            ("kind", (0,), np.int8), ("mass", (0,), np.int32))}
     atom_counts, edge_counts = np.zeros(n, dtype=np.int64), np.zeros(n, dtype=np.int64)
+    site_counts = np.zeros(n, dtype=np.int64)
     for start in range(0, n, block_size):
         stop = min(start + block_size, n)
         mols = [mol_from_smiles(smiles[i], ids[i]) for i in range(start, stop)]
         graphs = [featurizer(mol) for mol in mols]
-        counts = np.stack([count_morgan(m, n_bits, radius) for m in mols])
-        fps[start:stop] = np.minimum(counts, MAX_COUNT).astype(np.uint16)
+        fp_sites = [fingerprint_and_sites(m, n_bits, radius) for m in mols]
+        fps[start:stop] = np.minimum(np.stack([fp for fp, _ in fp_sites]), MAX_COUNT).astype(np.uint16)
+        sites = CleavageSites.concat([s for _, s in fp_sites], radius + 1)
+        site_counts[start:stop] = np.diff(sites.offsets)
+        for name, dataset in site_data.items():
+            _append(dataset, getattr(sites, name))
         masses[start:stop] = [nominal_mass(m) for m in mols]
         atom_counts[start:stop] = [g.num_nodes for g in graphs]
         edge_counts[start:stop] = [g.edge_index.shape[1] for g in graphs]
@@ -124,6 +133,7 @@ def _write_features(f: h5py.File, ids: Sequence[str], smiles: Sequence[str],
             on_block(stop, n)
     f.create_dataset("atom_offsets", data=np.concatenate([[0], np.cumsum(atom_counts)]))
     f.create_dataset("edge_offsets", data=np.concatenate([[0], np.cumsum(edge_counts)]))
+    f.create_dataset("site_offsets", data=np.concatenate([[0], np.cumsum(site_counts)]))
 
 
 def build_or_load(ids: Sequence[str], smiles: Sequence[str], featurizer: MolGraphFeaturizer,

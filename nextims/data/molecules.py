@@ -19,6 +19,7 @@ from rdkit.Chem.MolStandardize import rdMolStandardize
 from torch_geometric.data import Data
 
 from nextims.data.featurize import ELEMENTS, count_morgan, mol_from_smiles, nominal_mass
+from nextims.data.sites import CleavageSites, fingerprint_and_sites
 from nextims.errors import RecordError
 
 # Matches any atom of an element outside ELEMENTS (one substructure search instead of a Python loop over atoms).
@@ -110,6 +111,7 @@ class PreparedChunk:
     fingerprints: np.ndarray
     graphs: list[Data] | None
     failures: list[tuple[str, str, str]]
+    sites: CleavageSites | None = None
 
     @property
     def size(self) -> int:
@@ -142,17 +144,19 @@ class PreparedChunk:
 @dataclass(frozen=True)
 class ChunkPreparer:
     """Prepares a chunk of input molecules into model inputs: the standardised molecules, their count Morgan
-    fingerprints and, given a graph featurizer, their graphs (picklable, so it runs in worker processes)."""
+    fingerprints and, given a graph featurizer, their graphs, and with `sites` their cleavage sites (picklable,
+    so it runs in worker processes)."""
 
     max_mass: int
     max_heavy_atoms: int = 100
     fp_bits: int = 4096
     fp_radius: int = 2
     graph_featurizer: Callable[[Chem.Mol], Data] | None = None
+    sites: bool = False
 
     def __call__(self, items: Iterable[InputMolecule]) -> PreparedChunk:
         """The chunk's model inputs; molecules that fail preparation are listed with the reason."""
-        molecules, fingerprints, graphs, failures = [], [], [], []
+        molecules, fingerprints, graphs, sites, failures = [], [], [], [], []
         for item in items:
             try:
                 mol, prepared = prepare_molecule(item, self.max_mass, self.max_heavy_atoms)
@@ -160,11 +164,17 @@ class ChunkPreparer:
                 failures.append((err.record, err.reason, err.detail))
                 continue
             molecules.append(prepared)
-            fingerprints.append(count_morgan(mol, self.fp_bits, self.fp_radius))
+            if self.sites:
+                fp, mol_sites = fingerprint_and_sites(mol, self.fp_bits, self.fp_radius)
+                fingerprints.append(fp)
+                sites.append(mol_sites)
+            else:
+                fingerprints.append(count_morgan(mol, self.fp_bits, self.fp_radius))
             if self.graph_featurizer is not None:
                 graphs.append(self.graph_featurizer(mol))
         fp = np.stack(fingerprints) if fingerprints else np.zeros((0, self.fp_bits), np.float32)
-        return PreparedChunk(molecules, fp, graphs if self.graph_featurizer is not None else None, failures)
+        return PreparedChunk(molecules, fp, graphs if self.graph_featurizer is not None else None, failures,
+                             CleavageSites.concat(sites, self.fp_radius + 1) if self.sites else None)
 
 
 def prepared_chunks(items: Iterable[InputMolecule], prepare: ChunkPreparer, chunk_size: int, workers: int = 0,

@@ -10,12 +10,15 @@ import numpy as np
 from rdkit import Chem
 
 from nextims.data.featurize import mol_from_smiles, nominal_mass
+from nextims.data.isotopes import element_counts, heaviest_isotopologue_offset
 from nextims.data.splits import hash_split, list_split, read_key_list, scaffold_split, split_counts
 from nextims.errors import DropReport, RecordError
 from nextims.io import read_spectra
 from nextims.spectrum import Spectrum, bin_spectrum
 
 SPLITS = ("train", "val", "test")
+# drop reasons whose every record the dataset report lists (a user should be able to check each one)
+LISTED_REASONS = ("peak_above_molecular_ion",)
 
 
 @dataclass
@@ -108,6 +111,7 @@ def filter_record(spec: Spectrum, filters: Mapping[str, Any], max_mz: int) -> Co
     mass = nominal_mass(mol)
     if mass > int(filters.get("max_molecule_mass", max_mz)):
         raise RecordError(rid, "too_heavy", f"nominal mass {mass} > {filters.get('max_molecule_mass', max_mz)}")
+    check_molecular_ion(spec, mol, mass, filters)
     binned = bin_spectrum(spec, max_mz)
     if np.count_nonzero(binned) < int(filters.get("min_peaks", 1)):
         raise RecordError(rid, "no_peaks_in_range")
@@ -115,6 +119,24 @@ def filter_record(spec: Spectrum, filters: Mapping[str, Any], max_mz: int) -> Co
     if not key:
         raise RecordError(rid, "no_inchikey", smiles)
     return CompoundRecord(rid, key, Chem.MolToSmiles(mol), mass, binned, energy, spec.get("license"))
+
+
+def check_molecular_ion(spec: Spectrum, mol: Chem.Mol, mass: int, filters: Mapping[str, Any]) -> None:
+    """Raise RecordError('peak_above_molecular_ion') when the spectrum has a peak of at least
+    `filters.max_above_molecular_ion` of its base peak above the heaviest isotopologue of the structure that
+    reaches `filters.isotope_min_abundance` of its most abundant one, plus `filters.protonation_margin` ([M+H]+):
+    such a spectrum cannot belong to that structure. Off when max_above_molecular_ion is null."""
+    threshold = filters.get("max_above_molecular_ion")
+    if threshold is None or not len(spec.intensities) or spec.intensities.max() <= 0:
+        return
+    offset = heaviest_isotopologue_offset(element_counts(mol), float(filters.get("isotope_min_abundance", 0.05)))
+    limit = mass + offset + int(filters.get("protonation_margin", 1))
+    above = (np.rint(spec.mz) > limit) & (spec.intensities >= float(threshold) * spec.intensities.max())
+    if above.any():
+        i = int(np.argmax(np.where(above, spec.intensities, -1.0)))
+        raise RecordError(spec.id, "peak_above_molecular_ion",
+                          f"m/z {spec.mz[i]:g} at {100 * spec.intensities[i] / spec.intensities.max():.0f}% of the "
+                          f"base peak > {limit} (M {mass} + isotopes {offset} + {limit - mass - offset})")
 
 
 def assign_splits(records: list[CompoundRecord], split_cfg: Mapping[str, Any]) -> np.ndarray:
@@ -139,7 +161,7 @@ def load_spectra(cfg: Mapping[str, Any]) -> SpectraData:
     max_mz = int(cfg["max_mz"])
     filters = dict(cfg.get("filters") or {})
     read_report = DropReport(name="read")
-    report = DropReport(name=f"dataset {cfg.get('name', '')}".strip())
+    report = DropReport(name=f"dataset {cfg.get('name', '')}".strip(), listed_reasons=LISTED_REASONS)
     records: list[CompoundRecord] = []
     for spec in read_spectra(cfg["path"], fmt=cfg.get("format", "auto"), report=read_report):
         try:

@@ -16,11 +16,33 @@ LIBRARY_SPLITS = {"test": ("train", "val"), "val": ("train",)}
 
 @dataclass
 class SplitScores:
-    """The metrics of one split, and per query its true entry's rank (whole library) and its compound."""
+    """The metrics of one split and, per query, its true entry's rank (whole library and within the mass window),
+    its compound and its paired similarities, so that any subset of the queries can be scored alike."""
 
     metrics: dict[str, float]
     ranks: np.ndarray
     query_compounds: np.ndarray
+    ranks_mass: np.ndarray | None = None
+    similarities: dict[str, np.ndarray] | None = None
+    prefix: str = ""
+    library_size: int = 0
+    ks: tuple[int, ...] = (1, 5, 10)
+    mass_tolerance: float = 5.0
+
+    def subset(self, mask: np.ndarray) -> "SplitScores":
+        """The scores of the queries where mask is True (same library, metrics recomputed)."""
+        mask = np.asarray(mask, dtype=bool)
+        if self.ranks_mass is None or self.similarities is None:
+            raise ValueError("these scores keep no per-query values to take a subset of")
+        ranks, ranks_mass = self.ranks[mask], self.ranks_mass[mask]
+        sims = {k: v[mask] for k, v in self.similarities.items()}
+        metrics = {}
+        if mask.any():
+            metrics = matching_metrics(ranks, ranks_mass, self.library_size, self.ks, self.mass_tolerance)
+            metrics.update({k: float(np.mean(v)) for k, v in sims.items()})
+        return SplitScores({f"{self.prefix}{k}": float(v) for k, v in metrics.items()}, ranks,
+                           self.query_compounds[mask], ranks_mass, sims, self.prefix, self.library_size, self.ks,
+                           self.mass_tolerance)
 
 
 def evaluate_split(data: SpectraData, predict: Callable[[np.ndarray], np.ndarray], split: str = "test",
@@ -51,9 +73,9 @@ def score_split(data: SpectraData, predict: Callable[[np.ndarray], np.ndarray], 
     true_index = len(ref_compounds) + position[query_compounds]
     ranks, ranks_mass = matching_ranks(observed, library, true_index, data.compound_masses[query_compounds],
                                        library_masses, mass_tolerance=mass_tolerance)
-    metrics = matching_metrics(ranks, ranks_mass, len(library), ks, mass_tolerance)
     paired = predicted[position[query_compounds]]
-    metrics["cosine"] = float(np.mean(paired_cosine(paired, observed, mz_power=1.0, intensity_power=0.5)))
-    metrics["wdp"] = float(np.mean(paired_wdp(paired, observed)))
-    metrics["entropy"] = float(np.mean(paired_entropy(paired, observed)))
-    return SplitScores({f"{split}/{k}": float(v) for k, v in metrics.items()}, ranks, query_compounds)
+    sims = {"cosine": paired_cosine(paired, observed, mz_power=1.0, intensity_power=0.5),
+            "wdp": paired_wdp(paired, observed), "entropy": paired_entropy(paired, observed)}
+    everything = SplitScores({}, ranks, query_compounds, ranks_mass, sims, f"{split}/", len(library), tuple(ks),
+                             mass_tolerance)
+    return everything.subset(np.ones(len(ranks), dtype=bool))

@@ -42,6 +42,19 @@ class BidirectionalSpectrumHead(nn.Module):
 HYDROGEN_SHIFTS = (-2, -1, 0, 1, 2)
 
 
+def place_ions(scores: torch.Tensor, frag_mass: torch.Tensor, owner: torch.Tensor, shifts: torch.Tensor,
+               num_molecules: int, size: int) -> torch.Tensor:
+    """Sum per-site ion scores (sites, len(shifts)) into spectra (num_molecules, size): site i's score j lands at
+    m/z frag_mass[i] + shifts[j] of molecule owner[i]; sites with frag_mass 0 (ring bonds) and m/z outside
+    1..size-1 are left out."""
+    mz = frag_mass.long().unsqueeze(1) + shifts
+    valid = (frag_mass > 0).unsqueeze(1) & (mz >= 1) & (mz < size)
+    flat = (owner.unsqueeze(1) * size + mz.clamp(0, size - 1)).reshape(-1)
+    out = scores.new_zeros(num_molecules * size)
+    out.index_add_(0, flat, (scores * valid).reshape(-1))
+    return out.view(num_molecules, size)
+
+
 class BondCleavageHead(nn.Module):
     """Ions of single-bond cleavages: each directed edge over a non-ring bond scores the ion on its far side at
     that part's nominal mass (the graph's `frag_mass`) plus each of `shifts` (m/z offsets), from its atoms' and its own
@@ -66,9 +79,4 @@ class BondCleavageHead(nn.Module):
         src, dst = graph.edge_index
         owner = graph.batch[src]
         scores = nn.functional.softplus(self.score(torch.cat([h[src], h[dst], e, self.joint(joint)[owner]], dim=1)))
-        mz = frag_mass.long().unsqueeze(1) + self.shifts
-        valid = (frag_mass > 0).unsqueeze(1) & (mz >= 1) & (mz < self.size)
-        flat = (owner.unsqueeze(1) * self.size + mz.clamp(0, self.size - 1)).reshape(-1)
-        out = scores.new_zeros(joint.shape[0] * self.size)
-        out.index_add_(0, flat, (scores * valid).reshape(-1))
-        return out.view(joint.shape[0], self.size)
+        return place_ions(scores, frag_mass, owner, self.shifts, joint.shape[0], self.size)

@@ -55,7 +55,7 @@ def run_ensemble(cfg: DictConfig) -> dict[str, Any]:
     device = select_device(cfg.trainer.device)
     model.to(device).eval()
     ctx = load_context(cfg)
-    batches = spectrum.SpectrumBatches(ctx.data, ctx.features, model.needs_graph, device)
+    batches = spectrum.SpectrumBatches.for_model(model, ctx.data, ctx.features, device)
     members = [{"seed": int(cfg.seed) + i, **{k: v for k, v in m.items() if k.endswith(("recall@1", "recall@10"))}}
                for i, m in enumerate(member_metrics)]
     with tracked_run(ensemble_cfg, {"ensemble_size": size}) as tracker:

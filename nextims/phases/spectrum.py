@@ -12,6 +12,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from nextims import __version__
 from nextims.config import build
+from nextims.data.cache import content_hash
 from nextims.evaluation.plots import close, mirror_plot
 from nextims.evaluation.split_eval import evaluate_split
 from nextims.losses import DistillationLoss, MultitaskTeacherLoss, spectrum_loss
@@ -19,7 +20,7 @@ from nextims.models.knn import TanimotoKNN
 from nextims.models.weights import check_compatible, load_model, save_weights
 from nextims.phases.common import (SpectrumContext, checkpoint_dir, export_precision, load_context, output_dir,
                                    tracked_run, write_metrics)
-from nextims.training.batches import SpectrumBatches, predict_intensities
+from nextims.training.batches import SpectrumBatches, mixed_epoch, predict_intensities
 from nextims.training.loop import fit
 from nextims.training.distributed import is_main
 from nextims.training.runtime import seed_everything, select_device, set_threads
@@ -34,7 +35,7 @@ def saved_predictor(path: Path, cfg: DictConfig, ctx: SpectrumContext) -> Predic
     device = select_device(cfg.trainer.device)
     model, card = load_model(path, device)
     check_compatible(card, OmegaConf.to_container(cfg.featurizer, resolve=True), int(cfg.data.max_mz), path)
-    batches = SpectrumBatches(ctx.data, ctx.features, getattr(model, "needs_graph", False), device)
+    batches = SpectrumBatches.for_model(model, ctx.data, ctx.features, device)
     return lambda idx: predict_intensities(model, batches, idx)
 
 
@@ -69,7 +70,7 @@ def loss_step_for(loss_fn: torch.nn.Module) -> Callable[[torch.nn.Module, dict[s
                            predicted_bde=predicted_bde, target_bde=batch["bde"])
         spectrum = m(batch)
         if isinstance(loss_fn, DistillationLoss):
-            return loss_fn(predicted_spectrum=spectrum, target_spectrum=batch["target"],
+            return loss_fn(predicted_spectrum=spectrum, target_spectrum=batch.get("target"),
                            teacher_spectrum=batch.get("soft"), balance_loss=getattr(getattr(m, "module", m), "balance_loss", None))
         return loss_fn(predicted_spectrum=spectrum, target_spectrum=batch["target"])
 
@@ -77,18 +78,22 @@ def loss_step_for(loss_fn: torch.nn.Module) -> Callable[[torch.nn.Module, dict[s
 
 
 def train_network(model: torch.nn.Module, ctx: SpectrumContext, cfg: DictConfig, tracker: Any,
-                  bde: list[np.ndarray] | None = None, soft: np.ndarray | None = None, run_key: str = "") -> Predictor:
-    """Train a neural spectrum model with the shared loop (multitask with bde targets, distillation with soft labels)."""
+                  bde: list[np.ndarray] | None = None, soft: np.ndarray | None = None, run_key: str = "",
+                  transfer: Any = None) -> Predictor:
+    """Train a neural spectrum model with the shared loop (multitask with bde targets, distillation with soft labels
+    and, given a transfer set, the teacher's predictions for its molecules)."""
     device = select_device(cfg.trainer.device)
     model.to(device)
-    batches = SpectrumBatches(ctx.data, ctx.features, getattr(model, "needs_graph", False), device, bde=bde, soft=soft)
+    batches = SpectrumBatches.for_model(model, ctx.data, ctx.features, device, bde=bde, soft=soft)
     train_records = ctx.data.record_indices("train")
 
     def predictor(m: torch.nn.Module) -> Predictor:
         return lambda idx: predict_intensities(m, batches, idx)
 
+    per_epoch = int(cfg.transfer.per_epoch) if transfer is not None else 0
     fit(model, loss_step_for(build_loss(cfg, model)),
-        epoch_batches=lambda epoch: batches.epoch(train_records, int(cfg.trainer.batch_size), int(cfg.seed) * 100003 + epoch),
+        epoch_batches=lambda epoch: mixed_epoch(batches, train_records, int(cfg.trainer.batch_size), int(cfg.seed),
+                                                epoch, transfer, per_epoch),
         validate=lambda m: evaluate_split(ctx.data, predictor(m), "val"),
         cfg=OmegaConf.to_container(cfg.trainer, resolve=True), ckpt_dir=checkpoint_dir(cfg, extra=run_key),
         log=lambda metrics, step: tracker.log_metrics(metrics, step))
@@ -111,9 +116,9 @@ def bde_targets(cfg: DictConfig, ctx: SpectrumContext, tracker: Any) -> list[np.
 
 
 def log_mirror_plots(ctx: SpectrumContext, predict: Predictor, tracker: Any) -> None:
-    """Mirror plots (predicted under observed) of the first few test compounds."""
+    """Mirror plots (predicted under observed) of the first few validation compounds."""
     n = int(getattr(tracker, "mirror_plots", 0))
-    compounds = ctx.data.compound_indices("test")[:n]
+    compounds = ctx.data.compound_indices("val")[:n]
     if not len(compounds):
         return
     predicted = predict(compounds)
@@ -146,8 +151,12 @@ def model_card(cfg: DictConfig, ctx: SpectrumContext, metrics: dict[str, Any], *
 
 def finish_run(cfg: DictConfig, ctx: SpectrumContext, model: Any, predict: Predictor, tracker: Any,
                extra_card: dict[str, Any] | None = None) -> dict[str, Any]:
-    """Evaluate on val and test, save the model and its card in the run folder (and export it), log the metrics."""
-    metrics = {**evaluate_split(ctx.data, predict, "val"), **evaluate_split(ctx.data, predict, "test")}
+    """Evaluate on val (and on test only when `evaluate_test` asks: model choices are made on validation; the test
+    split is read by `phase=evaluate` and `bench`), save the model and its card in the run folder (and export it),
+    log the metrics."""
+    metrics = evaluate_split(ctx.data, predict, "val")
+    if cfg.get("evaluate_test"):
+        metrics.update(evaluate_split(ctx.data, predict, "test"))
     if isinstance(model, torch.nn.Module):
         card = model_card(cfg, ctx, metrics, **(extra_card or {}))
         save_weights(model, output_dir(cfg) / "model", card)
@@ -167,7 +176,7 @@ def log_dataset(ctx: SpectrumContext, tracker: Any) -> None:
 
 
 def run(cfg: DictConfig) -> dict[str, Any]:
-    """Train, evaluate (val and test), save weights and a model card in the run folder.
+    """Train, evaluate (val; test with `evaluate_test`), save weights and a model card in the run folder.
 
     With `ensemble_size` above 1, trains that many members (seeds seed, seed+1, ...) and saves their ensemble.
     """
@@ -190,13 +199,19 @@ def run(cfg: DictConfig) -> dict[str, Any]:
             predict = train_knn(model, ctx)
         else:
             bde = bde_targets(cfg, ctx, tracker) if cfg.phase.get("bde_targets") else None
-            soft, soft_key = None, ""
+            soft, soft_key, transfer = None, "", None
             if cfg.phase.get("distill"):
                 from nextims.phases.soft_labels import ensure_soft_labels, teacher_weights
 
+                from nextims.phases.transfer_labels import ensure_transfer_set
+
                 soft, soft_key = ensure_soft_labels(cfg, ctx, tracker)
-                extra_card["teacher"] = {"weights": teacher_weights(cfg).name, "soft_labels_key": soft_key}
-            predict = train_network(model, ctx, cfg, tracker, bde, soft, run_key=soft_key)
+                transfer = ensure_transfer_set(cfg, ctx, tracker)
+                extra_card["teacher"] = {"weights": teacher_weights(cfg).name, "soft_labels_key": soft_key,
+                                         "transfer_molecules": len(transfer) if transfer is not None else 0}
+                if transfer is not None:
+                    soft_key = content_hash(soft_key, transfer.key, int(cfg.transfer.per_epoch))
+            predict = train_network(model, ctx, cfg, tracker, bde, soft, run_key=soft_key, transfer=transfer)
         if not is_main():
             return {}
         return finish_run(cfg, ctx, model, predict, tracker, extra_card)

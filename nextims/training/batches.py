@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Iterator
+from typing import Any, Iterator
 
 import numpy as np
 import torch
@@ -16,7 +16,7 @@ class SpectrumBatches:
     """Builds model inputs for compounds and training batches for records."""
 
     def __init__(self, data: SpectraData, features: FeatureSet, needs_graph: bool, device: torch.device,
-                 bde: list[np.ndarray] | None = None, soft: np.ndarray | None = None) -> None:
+                 bde: list[np.ndarray] | None = None, soft: np.ndarray | None = None, needs_sites: bool = False) -> None:
         self.data = data
         self.soft = None if soft is None else torch.from_numpy(np.asarray(soft, dtype=np.float32))
         self.bde = None if bde is None else [torch.from_numpy(np.asarray(b, dtype=np.float32)) for b in bde]
@@ -27,6 +27,14 @@ class SpectrumBatches:
         self.mass = torch.from_numpy(np.asarray(data.compound_masses, dtype=np.int64))
         self.spectra = torch.from_numpy(data.spectra)
         self.graphs = [features.graph(i) for i in range(len(features))] if needs_graph else []
+        self.sites = features.sites() if needs_sites else None
+
+    @classmethod
+    def for_model(cls, model: torch.nn.Module, data: SpectraData, features: FeatureSet, device: torch.device,
+                  **kwargs: object) -> "SpectrumBatches":
+        """Batches holding the inputs that `model` reads (graphs, cleavage sites)."""
+        return cls(data, features, bool(getattr(model, "needs_graph", False)), device,
+                   needs_sites=bool(getattr(model, "needs_sites", False)), **kwargs)
 
     def compounds(self, compound_idx: np.ndarray) -> dict[str, torch.Tensor]:
         """Model inputs for the given compounds."""
@@ -34,6 +42,8 @@ class SpectrumBatches:
         batch = {"fp": self.fp[idx].to(self.device), "mass": self.mass[idx].to(self.device)}
         if self.soft is not None:
             batch["soft"] = self.soft[idx].to(self.device)
+        if self.sites is not None:
+            batch["sites"] = self.sites.take(idx.numpy(), self.device)
         if self.needs_graph:
             batch["graph"] = Batch.from_data_list([self.graphs[int(i)] for i in idx]).to(self.device)
             if self.bde is not None:
@@ -65,3 +75,20 @@ def predict_intensities(model: torch.nn.Module, batches: SpectrumBatches, compou
     model.train(was_training)
     width = batches.data.max_mz + 1
     return np.concatenate(out) if out else np.zeros((0, width), np.float32)
+
+
+def mixed_epoch(batches: SpectrumBatches, record_idx: np.ndarray, batch_size: int, seed: int, epoch: int,
+                transfer: Any = None, per_epoch: int = 0) -> Iterator[dict[str, torch.Tensor]]:
+    """One epoch of training batches: the observed records (shuffled) and, given a transfer set, `per_epoch` of
+    its molecules (the epoch's slice of one fixed permutation, so epochs cycle through all of them), each batch
+    from one source, the batches in shuffled order; deterministic given seed and epoch."""
+    rng = np.random.default_rng(seed * 100003 + epoch)
+    order = rng.permutation(np.asarray(record_idx))
+    plan = [("records", order[s:s + batch_size]) for s in range(0, len(order), batch_size)]
+    if transfer is not None and len(transfer) and per_epoch > 0:
+        cycle = np.random.default_rng(seed).permutation(len(transfer))
+        take = cycle[(np.arange(per_epoch) + epoch * per_epoch) % len(transfer)]
+        plan += [("transfer", take[s:s + batch_size]) for s in range(0, len(take), batch_size)]
+    for i in rng.permutation(len(plan)):
+        source, idx = plan[i]
+        yield batches.records(idx) if source == "records" else transfer.batch(idx, batches.device)

@@ -13,20 +13,26 @@ from tests.conftest import TINY, train_tiny_weights
 
 def test_bench_spectra_table(compose_cfg, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     weights = tmp_path / "weights"
-    _, metrics = train_tiny_weights(compose_cfg, weights, "tiny_neims")
+    _, metrics = train_tiny_weights(compose_cfg, weights, "tiny_neims", TINY + ["evaluate_test=true"])
     capsys.readouterr()
     bench_main(["spectra", *[o for o in TINY if o != "tracking=none"], f"bench.weights={weights}",
                 f"paths.cache_dir={tmp_path}/cache", "bench.timing_repeats=1", "bench.bootstrap.resamples=200",
                 "bench.bootstrap.reference=tiny_neims"])
     lines = capsys.readouterr().out.strip().splitlines()
-    summary = next(line for line in lines if line.startswith("recall@10 "))
+    summary = next(line for line in lines if line.startswith("recall@10 tiny_neims="))
     assert summary.startswith("recall@10 tiny_neims=") and " knn=" in summary
     recall = {name: float(v) for name, v in (item.split("=") for item in summary.split()[1:])}
     assert recall["tiny_neims"] == pytest.approx(metrics["test/recall@10"], abs=1e-4)
     header = next(line for line in lines if "R@10 ±5Da" in line)
     assert "pred/s" in header
+    # the last two lines: recall@10 of every model on all queries, then on the novel subset with its size
+    assert lines[-2] == summary and lines[-1].startswith("novel recall@10 tiny_neims=")
+    novel = dict(item.split("=") for item in lines[-1].split()[2:])
+    assert int(novel["queries"]) >= int(novel["compounds"]) >= 0 and "knn" in novel
+    assert any(line.startswith("novel subset: test compounds whose most similar training compound") for line in lines)
+    assert any(line.strip().startswith("halogenated: all (") for line in lines)
     # the intervals: each model's recall inside its own interval; knn's error ratio from the table's recalls
-    after = lines[lines.index(summary) + 1:]
+    after = lines[next(i for i, line in enumerate(lines) if line.startswith("recall@10 with its 95% interval")):]
     assert after[0].startswith("recall@10 with its 95% interval (200 bootstrap resamples")
     for name in ("tiny_neims", "knn"):
         value, low, high = interval(next(line for line in after if line.strip().startswith(f"{name}: ")))

@@ -26,6 +26,6 @@ def test_torchrun_two_gloo_processes(tmp_path: Path, model: str) -> None:
     assert done.returncode == 0, done.stderr[-3000:]
     assert done.stdout.count("epoch 2:") == 1  # rank 0 alone reports
     metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
-    assert 0.0 <= metrics["test/recall@10"] <= 1.0
+    assert 0.0 <= metrics["val/recall@10"] <= 1.0
     (ckpt,) = (tmp_path / "checkpoints").glob("*/last.ckpt")
     assert ckpt.exists()

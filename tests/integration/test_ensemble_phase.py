@@ -25,7 +25,7 @@ def test_ensemble_trains_members_and_saves_their_mean(compose_cfg) -> None:
     card = json.loads((out / "model.json").read_text())
     assert card["model"]["name"] == "neims_ensemble" and card["model"]["size"] == 2
     assert [m["seed"] for m in card["members"]] == [0, 1]
-    assert card["metrics"]["test/recall@10"] == metrics["test/recall@10"]
+    assert card["metrics"]["val/recall@10"] == metrics["val/recall@10"] and "test/recall@10" not in metrics
     ctx = load_context(cfg)
     idx = ctx.data.compound_indices("test")
     ensemble = saved_predictor(out / "model.safetensors", cfg, ctx)(idx)

@@ -12,11 +12,14 @@ import pytest
 
 from nextims import PROJECT_ROOT
 from nextims.train import train
-from tests.conftest import TINY
+from tests.conftest import DATA_DIR, TINY
 from tests.integration.test_teacher_phase import TINY_TEACHER
 
+TRANSFER_TINY = DATA_DIR / "transfer_tiny.smi"
 TINY_STUDENT = [o for o in TINY if not o.startswith("model.")] + [
-    "phase=student", "model.hidden_dim=32", "model.num_blocks=1", "model.num_experts=4", "model.top_k=2"]
+    "phase=student", "model.hidden_dim=32", "model.num_blocks=1", "model.num_experts=4", "model.top_k=2",
+    "model.site_dim=16", f"transfer.sources=[{TRANSFER_TINY}]", "transfer.shard_size=50", "transfer.per_epoch=64",
+    "transfer.workers=0", "transfer.progress=false"]
 
 
 @pytest.fixture
@@ -32,7 +35,7 @@ def test_student_distils_from_cached_soft_labels(compose_cfg, teacher_dir: Path,
     overrides = TINY_STUDENT + ["teacher.checkpoint=teacher_tiny", f"paths.weights_dir={teacher_dir}"]
     cfg = compose_cfg(overrides)
     metrics = train(cfg)
-    assert 0.0 <= metrics["test/recall@10"] <= 1.0
+    assert 0.0 <= metrics["val/recall@10"] <= 1.0
     (cache,) = Path(cfg.paths.cache_dir).glob("soft_labels-*.h5")
     with h5py.File(cache) as f:
         labels = f["intensities"][:]
@@ -86,3 +89,54 @@ def test_joint_sweep_tunes_lambda_bde_and_num_experts(compose_cfg, tmp_path: Pat
     for job in range(2):
         for half in ("teacher", "student"):
             assert (tmp_path / "multirun" / str(job) / half / "model.safetensors").exists()
+
+
+def test_transfer_soft_labels_are_sharded_filtered_and_resumed(compose_cfg, teacher_dir: Path, capsys) -> None:
+    from nextims.data.featurize import mol_from_smiles
+    from nextims.data.sites import fingerprint_and_sites
+    from nextims.phases.common import load_context
+    from nextims.phases.transfer_labels import ensure_transfer_set, excluded_keys
+
+    cfg = compose_cfg(TINY_STUDENT + ["teacher.checkpoint=teacher_tiny", f"paths.weights_dir={teacher_dir}"])
+    ctx = load_context(cfg)
+    transfer = ensure_transfer_set(cfg, ctx)
+    out = capsys.readouterr().out
+    assert "built transfer soft labels for 197 molecules" in out
+    (folder,) = Path(cfg.paths.cache_dir).glob("transfer-*")
+    shards = sorted(folder.glob("shard-*.h5"))
+    assert len(shards) == 4  # 197 molecules in shards of 50
+    # every input molecule is kept or counted under its reason; validation and test compounds never kept
+    report = out[out.index("transfer set: kept"):]
+    assert "in_validation_or_test" in report and "bad_smiles" in report and "unsupported_element" in report
+    kept = int(report.split("kept ")[1].split(",")[0])
+    dropped = int(report.split("dropped ")[1].split()[0])
+    assert kept == len(transfer) and kept + dropped == 197
+    assert not set(transfer.keys) & excluded_keys(ctx)
+    assert transfer.soft.shape == (kept, int(cfg.data.max_mz) + 1) and (transfer.soft.sum(1) > 0).all()
+    # a batch holds the fingerprints and sites the student would compute itself
+    with h5py.File(shards[0]) as f:
+        smiles = f["smiles"].asstr()[:3]
+    batch = transfer.batch(np.arange(3))
+    for i, smi in enumerate(smiles):
+        fp, sites = fingerprint_and_sites(mol_from_smiles(smi), int(cfg.featurizer.fp_bits), int(cfg.featurizer.fp_radius))
+        assert np.array_equal(batch["fp"][i].numpy(), fp)
+        assert np.array_equal(batch["sites"]["mass"][batch["sites"]["owner"] == i].numpy(), sites.mass)
+    # resume: a lost shard and a killed writer's temporary file; only that shard is rebuilt
+    before = {p.name: p.stat().st_mtime_ns for p in shards}
+    shards[2].unlink()
+    (folder / ".shard-00001.h5.999.deadbeef.tmp").write_bytes(b"half")
+    again = ensure_transfer_set(cfg, ctx)
+    assert not list(folder.glob(".*.tmp"))
+    after = {p.name: p.stat().st_mtime_ns for p in sorted(folder.glob("shard-*.h5"))}
+    assert [n for n in after if after[n] != before.get(n)] == [shards[2].name]
+    assert np.array_equal(again.soft, transfer.soft) and np.array_equal(again.keys, transfer.keys)
+    # the transfer molecules join training: the checkpoint folder is keyed by them, soft loss > 0
+    metrics = train(cfg)
+    assert 0.0 <= metrics["val/recall@10"] <= 1.0
+    from nextims.training.checkpoint import load_checkpoint
+
+    (last,) = Path(cfg.paths.checkpoint_dir).glob("student-student_moe-*/last.ckpt")
+    assert load_checkpoint(last)["loop"]["history"][0]["train/soft"] > 0
+    train(compose_cfg(TINY_STUDENT + ["teacher.checkpoint=teacher_tiny", f"paths.weights_dir={teacher_dir}",
+                                      "transfer.sources=[]"]))
+    assert len(list(Path(cfg.paths.checkpoint_dir).glob("student-student_moe-*"))) == 2

@@ -21,7 +21,7 @@ def test_teacher_builds_bde_cache_and_trains_both_heads(compose_cfg, tmp_path: P
     bde_weights = weights_dir / "bde_tiny.safetensors"
     cfg = compose_cfg(TINY_TEACHER + [f"phase.bde_weights={bde_weights}"])
     metrics = train(cfg)
-    assert 0.0 <= metrics["test/recall@10"] <= 1.0
+    assert 0.0 <= metrics["val/recall@10"] <= 1.0
     assert len([p for p in Path(cfg.paths.cache_dir).glob("bde-*.h5") if not p.name.startswith("bde-table")]) == 1
     from nextims.training.checkpoint import load_checkpoint
 

@@ -43,7 +43,7 @@ def test_sqlite_store_gets_params_metrics_artifacts(compose_cfg, tmp_path: Path)
     (run,) = client.search_runs([client.get_experiment_by_name("nextims").experiment_id])
     assert run.data.params["model.name"] == "neims" and run.data.params["data.name"] == "tiny"
     assert run.data.tags["phase"] == "baseline"
-    assert 0 <= run.data.metrics["test/recall_at_10"] <= 1
+    assert 0 <= run.data.metrics["val/recall_at_10"] <= 1
     assert 1 in {m.step for m in client.get_metric_history(run.info.run_id, "val/recall_at_10")}  # epoch 1
     names = {a.path for a in client.list_artifacts(run.info.run_id)}
     assert {"config.yaml", "dataset_report.json", "dataset_report.txt", "mirror"} <= names
@@ -74,7 +74,7 @@ def test_mlflow_server_receives_run(compose_cfg, tmp_path: Path) -> None:
         params = {p["key"]: p["value"] for p in run["data"]["params"]}
         metrics = {m["key"]: m["value"] for m in run["data"]["metrics"]}
         assert params["model.name"] == "neims" and params["trainer.max_epochs"] == "1"
-        assert 0 <= metrics["test/recall_at_10"] <= 1
+        assert 0 <= metrics["val/recall_at_10"] <= 1
         listed = api(base, f"/api/2.0/mlflow/artifacts/list?run_id={run['info']['run_id']}")
         assert {"config.yaml", "dataset_report.json"} <= {f["path"] for f in listed["files"]}
     finally:

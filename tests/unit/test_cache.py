@@ -16,6 +16,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 import nextims.data.feature_store as feature_store
+from nextims.data.sites import fingerprint_and_sites
 from nextims.data.cache import H5Reader, atomic_h5, cache_is_valid, content_hash
 from nextims.data.feature_store import FeatureStore, build_or_load, features_key
 from nextims.data.featurize import MolGraphFeaturizer, count_morgan, mol_from_smiles, nominal_mass
@@ -110,6 +111,13 @@ def test_features_round_trip(tmp_path):
         for name in ("x", "edge_index", "edge_attr", "frag_mass"):
             assert torch.equal(getattr(graph, name), getattr(expected, name)), (smi, name)
         assert graph.num_nodes == expected.num_nodes
+    # the cleavage sites, as the student computes them at prediction time
+    stored = features.sites()
+    for i, smi in enumerate(SMILES):
+        _, expected_sites = fingerprint_and_sites(mol_from_smiles(smi), 256, 2)
+        rows = slice(stored.offsets[i], stored.offsets[i + 1])
+        for name in ("near", "far", "kind", "mass"):
+            assert np.array_equal(getattr(stored, name)[rows], getattr(expected_sites, name)), (smi, name)
 
 
 def test_store_version_is_part_of_the_key(tmp_path, monkeypatch):
@@ -120,8 +128,9 @@ def test_store_version_is_part_of_the_key(tmp_path, monkeypatch):
 
 
 def test_large_counts_are_clipped(tmp_path, monkeypatch):
-    monkeypatch.setattr(feature_store, "count_morgan",
-                        lambda mol, n_bits, radius: np.array([70000.0, 65535.0, 3.0] + [0.0] * (n_bits - 3)))
+    real = feature_store.fingerprint_and_sites
+    monkeypatch.setattr(feature_store, "fingerprint_and_sites", lambda mol, n_bits, radius: (
+        np.array([70000.0, 65535.0, 3.0] + [0.0] * (n_bits - 3)), real(mol, n_bits, radius)[1]))
     features = build_or_load(["a"], ["CCO"], MolGraphFeaturizer(), 64, 2, tmp_path)
     assert features.fingerprints[0, :4].tolist() == [65535.0, 65535.0, 3.0, 0.0]
 
