@@ -13,6 +13,7 @@ from torch_geometric.data import Batch
 
 from nextims.config import build
 from nextims.data.molecules import ChunkPreparer, PreparedChunk
+from nextims.models.registry import check_targets
 from nextims.models.weights import load_model, shipped_weights
 from nextims.training.runtime import select_device
 
@@ -48,6 +49,8 @@ class SpectrumPredictor:
         feat = self.card["featurizer"]
         self.n_bits, self.radius = int(feat["fp_bits"]), int(feat["fp_radius"])
         needs_graph = getattr(self.model, "needs_graph", False)
+        if needs_graph:  # load() read a checked card; a card handed in directly is checked here
+            check_targets(feat["graph"], f"the model card of {self.name}", where="featurizer.graph")
         self.graph_featurizer = build(OmegaConf.create(feat["graph"])) if needs_graph else None
 
     @property

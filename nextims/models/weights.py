@@ -14,6 +14,7 @@ from safetensors.torch import load_file, save_file
 
 from nextims.config import build
 from nextims.data.cache import file_sha256
+from nextims.models.registry import check_card
 
 # A weights file holds at most this many bytes of tensors; a larger model is split into numbered shards.
 MAX_SHARD_BYTES = 24_000_000
@@ -136,15 +137,18 @@ def shipped_weights(weights_dir: Path, task: str | None = None) -> list[Path]:
 
 
 def read_card(path: Path) -> dict[str, Any]:
-    """The model card beside a weights file."""
-    card = Path(path).with_suffix(".json")
-    if not card.exists():
-        raise FileNotFoundError(f"no model card {card} beside the weights")
-    return json.loads(card.read_text())
+    """The model card beside a weights file; UnregisteredTargetError when it names a class outside the registry."""
+    card_path = Path(path).with_suffix(".json")
+    if not card_path.exists():
+        raise FileNotFoundError(f"no model card {card_path} beside the weights")
+    card = json.loads(card_path.read_text())
+    check_card(card, card_path)  # before anything is built from it: a `_target_` can name any callable
+    return card
 
 
 def load_model(path: Path, device: torch.device | str = "cpu") -> tuple[torch.nn.Module, dict[str, Any]]:
-    """Rebuild the model its card describes and load its weights (no pickle), in float32 (int8 weights dequantized)."""
+    """Rebuild the model its card describes (only registered classes) and load its weights (no pickle), in float32
+    (int8 weights dequantized)."""
     path = Path(path)
     card = read_card(path)
     model = build(OmegaConf.create(card["model"]))

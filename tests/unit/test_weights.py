@@ -9,7 +9,16 @@ import pytest
 import torch
 from torch import nn
 
+from nextims.models import registry
 from nextims.models.weights import load_model, save_weights, shipped_weights, weights_digest, weights_files
+
+
+@pytest.fixture(autouse=True)
+def torch_targets(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Cards here name plain torch modules, which code must register (for these tests only)."""
+    monkeypatch.setattr(registry, "_registered", set(registry._registered))
+    registry.register_target("torch.nn.Linear", "torch.nn.Sequential")
+
 
 def card_for(model_cfg: dict) -> dict:
     return {"model": model_cfg, "task": "spectrum"}
