@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from nextims.config import WEIGHTS_DIR
 from nextims.train import train
 from tests.conftest import TINY
 
@@ -59,3 +60,22 @@ def test_unknown_export_precision_is_refused_before_training(compose_cfg) -> Non
     with pytest.raises(ValueError, match="unknown weights precision 'int4'"):
         train(cfg)
     assert not Path(cfg.paths.checkpoint_dir).exists()
+
+
+def test_export_goes_to_the_run_folder_and_into_the_package_only_when_shipped(compose_cfg, tmp_path: Path,
+                                                                            capsys) -> None:
+    def files(folder: Path) -> dict[str, tuple[int, int]]:
+        return {p.name: (p.stat().st_size, p.stat().st_mtime_ns) for p in folder.iterdir()}
+
+    before = files(WEIGHTS_DIR)
+    cfg = compose_cfg([*TINY, "export_name=tiny_export"])
+    train(cfg)
+    exported = Path(cfg.paths.output_dir) / "export" / "tiny_export.safetensors"
+    assert exported.exists() and json.loads(exported.with_suffix(".json").read_text())["name"] == "tiny_export"
+    assert f"exported weights: {exported}" in capsys.readouterr().out
+    assert files(WEIGHTS_DIR) == before
+    shipped = tmp_path / "shipped"
+    train(compose_cfg([*TINY, "export_name=tiny_export", "ship=true", f"paths.weights_dir={shipped}"]))
+    assert sorted(p.name for p in shipped.iterdir()) == ["tiny_export.json", "tiny_export.safetensors"]
+    assert files(WEIGHTS_DIR) == before
+
