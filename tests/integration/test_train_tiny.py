@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from nextims.config import WEIGHTS_DIR
-from nextims.train import train
+from nextims.resources import WEIGHTS_DIR
+from nextims.train import check_inputs, train
 from tests.conftest import TINY
 
 
@@ -79,3 +79,13 @@ def test_export_goes_to_the_run_folder_and_into_the_package_only_when_shipped(co
     assert sorted(p.name for p in shipped.iterdir()) == ["tiny_export.json", "tiny_export.safetensors"]
     assert files(WEIGHTS_DIR) == before
 
+
+def test_missing_input_files_end_the_command_in_one_line(compose_cfg, tmp_path: Path) -> None:
+    check_inputs(compose_cfg(TINY))
+    check_inputs(compose_cfg([*TINY, "data.split.method=lists"]))
+    with pytest.raises(SystemExit, match=r"^nextims.train: no such file: data.path=nope.jsonl$"):
+        check_inputs(compose_cfg([*TINY, "data.path=nope.jsonl"]))
+    with pytest.raises(SystemExit, match=r"data.split.test_list=no_list.txt$"):
+        check_inputs(compose_cfg([*TINY, "data.split.method=lists", "data.split.test_list=no_list.txt"]))
+    with pytest.raises(SystemExit, match=r"^nextims.train: no such file: bde_data.path=nope.csv$"):
+        check_inputs(compose_cfg(["phase=bde", "bde_data=tiny", "bde_data.path=nope.csv", "data.path=ignored"]))

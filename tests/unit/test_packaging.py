@@ -1,0 +1,24 @@
+"""pyproject.toml lists every Python package and every config file, so the wheel carries the whole program."""
+
+from __future__ import annotations
+
+import tomllib
+from pathlib import Path
+
+from nextims import PROJECT_ROOT
+
+SETUPTOOLS = tomllib.loads((PROJECT_ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]
+
+
+def test_every_folder_with_modules_is_a_listed_package() -> None:
+    folders = {p.parent for p in (PROJECT_ROOT / "nextims").rglob("*.py") if "__pycache__" not in p.parts}
+    found = {".".join(f.relative_to(PROJECT_ROOT).parts) for f in folders}
+    mapped = set(SETUPTOOLS["package-dir"])
+    assert found == set(SETUPTOOLS["packages"]) - mapped
+
+
+def test_package_data_globs_take_every_config_file() -> None:
+    conf = PROJECT_ROOT / SETUPTOOLS["package-dir"]["nextims.conf"]
+    globs = SETUPTOOLS["package-data"]["nextims.conf"]
+    matched = {p for pattern in globs for p in conf.glob(pattern)}
+    assert matched == set(conf.rglob("*.yaml")) and matched
