@@ -31,11 +31,12 @@ import nextims
 from nextims.config import conf_dir, register_resolvers
 register_resolvers()
 with initialize_config_dir(str(conf_dir()), version_base="1.3"):
-    cfg = compose("train")
+    cfg = compose("train", overrides=["data.split.method=lists"])
 # the sweeps' Optuna storage, resolved against these paths (without composing the sweeper plugin)
 search = OmegaConf.load(conf_dir() / "hparams_search" / "neims_optuna.yaml")
 optuna = OmegaConf.merge(search, {"paths": cfg.paths}).hydra.sweeper.storage
 print(json.dumps({"package": nextims.__file__, "conf": str(conf_dir()), "data": cfg.data.path,
+                  "test_list": cfg.data.split.test_list, "val_list": cfg.data.split.val_list,
                   "cache": cfg.paths.cache_dir, "checkpoints": cfg.paths.checkpoint_dir,
                   "fetched": cfg.paths.data_dir, "mlflow": cfg.tracking.uri, "artifacts": cfg.tracking.artifact_root,
                   "optuna": optuna, "weights": cfg.paths.weights_dir}))
@@ -98,7 +99,7 @@ def test_wheel_predicts_and_trains_from_an_empty_folder(venv: Path, tmp_path: Pa
     paths = json.loads(run([str(venv), "-c", PATHS_SCRIPT], work).stdout.strip().splitlines()[-1])
     package = Path(paths["package"]).parent
     assert package.is_relative_to(venv.parent.parent), paths  # the venv's copy, not this checkout
-    for key in ("conf", "data", "weights"):
+    for key in ("conf", "data", "test_list", "val_list", "weights"):
         assert Path(paths[key]).is_relative_to(package) and Path(paths[key]).exists(), (key, paths)
     for key in ("cache", "checkpoints", "fetched", "artifacts"):
         assert Path(paths[key]).is_relative_to(work), (key, paths)
