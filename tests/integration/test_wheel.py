@@ -15,6 +15,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from packaging.requirements import Requirement
 
 from nextims import PROJECT_ROOT
 from tests.conftest import DATA_DIR, TINY
@@ -106,9 +107,10 @@ def test_wheel_predicts_and_trains_from_an_empty_folder(venv: Path, tmp_path: Pa
     for key in ("mlflow", "optuna"):
         assert paths[key] == f"sqlite:///{work / Path(paths[key]).name}", (key, paths)
     metadata = next(package.parent.glob("nextims-*.dist-info")) / "METADATA"
-    requires = {line.split(":", 1)[1].strip() for line in metadata.read_text().splitlines()
-                if line.startswith("Requires-Dist:") and "extra ==" not in line}
-    assert requires == set(tomllib.loads((PROJECT_ROOT / "pyproject.toml").read_text())["project"]["dependencies"])
+    declared = [Requirement(line.split(":", 1)[1]) for line in metadata.read_text().splitlines()
+                if line.startswith("Requires-Dist:") and "extra ==" not in line]
+    pinned = map(Requirement, tomllib.loads((PROJECT_ROOT / "pyproject.toml").read_text())["project"]["dependencies"])
+    assert {r.name: r.specifier for r in declared} == {r.name: r.specifier for r in pinned}
     before = package_files(package)
 
     with umask(0o022):
