@@ -8,18 +8,27 @@ from typing import Any
 from hydra.utils import instantiate
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
-from nextims import PACKAGE_DIR, PROJECT_ROOT
+from nextims import PROJECT_ROOT
+from nextims import resources
+from nextims.resources import WEIGHTS_DIR
 
-CONF_DIR = PROJECT_ROOT / "conf"
-WEIGHTS_DIR = PACKAGE_DIR / "weights"
+CONF_DIR = resources.conf_dir()
+
+# `${nextims.<name>:}` in the configs (conf/paths/default.yaml)
+RESOLVERS = {
+    "nextims.root": lambda: str(PROJECT_ROOT),
+    "nextims.weights": lambda: str(WEIGHTS_DIR),
+    "nextims.bundled_data": lambda: str(resources.bundled_data_dir()),
+    "nextims.fetched_data": lambda: str(resources.fetched_data_dir()),
+    "nextims.cwd": lambda: str(resources.work_dir()),
+}
 
 
 def register_resolvers() -> None:
     """Register the `nextims.*` resolvers (idempotent)."""
-    if not OmegaConf.has_resolver("nextims.root"):
-        OmegaConf.register_new_resolver("nextims.root", lambda: str(PROJECT_ROOT))
-    if not OmegaConf.has_resolver("nextims.weights"):
-        OmegaConf.register_new_resolver("nextims.weights", lambda: str(WEIGHTS_DIR))
+    for name, resolver in RESOLVERS.items():
+        if not OmegaConf.has_resolver(name):
+            OmegaConf.register_new_resolver(name, resolver)
 
 
 register_resolvers()

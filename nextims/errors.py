@@ -1,4 +1,4 @@
-"""Record-level errors and the report that counts skipped records by reason."""
+"""Record-level errors, the report that counts skipped records by reason, and unusable command inputs."""
 
 from __future__ import annotations
 
@@ -16,6 +16,11 @@ class RecordError(ValueError):
         self.detail = detail
         message = f"record {record!r}: {reason}"
         super().__init__(f"{message} ({detail})" if detail else message)
+
+
+class InputError(ValueError):
+    """An input a command cannot use (a missing file, the wrong kind of model): reported in one line, without
+    a traceback, by the command-line entry points."""
 
 
 @dataclass

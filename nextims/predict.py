@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import contextlib
+import itertools
 import json
 import os
-import tempfile
 from pathlib import Path
-from typing import Iterable, Iterator
+from typing import Any, Iterable, Iterator
 
 import hydra
 import torch
@@ -18,8 +18,10 @@ from tqdm import tqdm
 
 from nextims.config import conf_dir, register_resolvers
 from nextims.data.molecules import InputMolecule, prepared_chunks, read_molecules
-from nextims.errors import DropReport
+from nextims.errors import DropReport, InputError
+from nextims.io.atomic import atomic_open
 from nextims.io.msp import write_msp
+from nextims.models.weights import read_card
 from nextims.predictor import SpectrumPredictor, weights_file
 from nextims.spectrum import Spectrum, unbin_spectrum
 
@@ -46,11 +48,17 @@ def model_weights(cfg: DictConfig) -> Path:
     """The weights file of cfg.model: student | teacher | neims (the shipped model of that kind), a shipped
     model's name, or a path to a .safetensors file."""
     model = str(cfg.model)
+    choices = (f"choose model=neims (the NEIMS baseline), another of {', '.join(cfg.shipped)}, a shipped "
+               "spectrum model's name or a .safetensors file")
     try:
-        return weights_file(str(cfg.shipped.get(model, model)), Path(cfg.paths.weights_dir))
+        path = weights_file(str(cfg.shipped.get(model, model)), Path(cfg.paths.weights_dir))
     except FileNotFoundError as err:
-        raise FileNotFoundError(f"model={model}: {err}; choose model=neims (the NEIMS baseline), another of "
-                                f"{', '.join(cfg.shipped)}, a shipped model's name or a .safetensors file") from None
+        raise FileNotFoundError(f"model={model}: {err}; {choices}") from None
+    task = read_card(path).get("task", "spectrum")
+    if task != "spectrum":
+        what = "a BDE model (bond-dissociation energies per bond)" if task == "bde" else f"a {task!r} model"
+        raise InputError(f"model={model}: {path.name} is {what}, not a spectrum model; {choices}")
+    return path
 
 
 def worker_count(workers: int | str) -> int:
@@ -82,6 +90,13 @@ def torch_threads(threads: int | None) -> Iterator[None]:
         torch.set_num_threads(before)
 
 
+def input_molecules(cfg: DictConfig) -> Iterator[InputMolecule]:
+    """The molecules of cfg.input; a missing input file fails here, before any model is loaded."""
+    items = read_molecules(str(cfg.input), str(cfg.smiles_column), str(cfg.name_column))
+    first = next(items, None)
+    return items if first is None else itertools.chain([first], items)
+
+
 def predicted_spectra(predictor: SpectrumPredictor, items: Iterable[InputMolecule], cfg: DictConfig,
                       report: DropReport, failures: list[tuple[str, str, str]]) -> Iterator[Spectrum]:
     """Stream predicted spectra in batches, prepared by cfg.workers processes; molecules that fail are counted,
@@ -109,22 +124,22 @@ def predicted_spectra(predictor: SpectrumPredictor, items: Iterable[InputMolecul
     progress.close()
 
 
+def json_record(spectrum: Spectrum) -> dict[str, Any]:
+    """One spectrum in matchms's JSON layout (`matchms.importing.load_from_json`): its metadata keys plus
+    `peaks_json`, the [[mz, relative intensity], ...] list."""
+    peaks = [[int(m), round(float(i), 4)] for m, i in zip(spectrum.mz, spectrum.intensities)]
+    return {**spectrum.metadata, "peaks_json": peaks}
+
+
 def write_json(spectra: Iterable[Spectrum], path: Path) -> int:
-    """Write spectra as a JSON list (metadata plus [[mz, relative intensity], ...]), atomically."""
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    """Write spectra as a JSON list of json_record objects (readable by matchms), atomically; returns the count."""
     count = 0
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as out:
-            out.write("[\n")
-            for s in spectra:
-                record = {**s.metadata, "peaks": [[int(m), round(float(i), 4)] for m, i in zip(s.mz, s.intensities)]}
-                out.write((",\n" if count else "") + json.dumps(record))
-                count += 1
-            out.write("\n]\n")
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_open(path, "w", encoding="utf-8") as out:
+        out.write("[\n")
+        for s in spectra:
+            out.write((",\n" if count else "") + json.dumps(json_record(s)))
+            count += 1
+        out.write("\n]\n")
     return count
 
 
@@ -143,13 +158,13 @@ def save_plots(spectra: Iterable[Spectrum], folder: Path) -> Iterator[Spectrum]:
 
 def run_predict(cfg: DictConfig) -> DropReport:
     """Predict spectra for cfg.input and write cfg.output; returns the report of written and failed molecules."""
-    predictor = SpectrumPredictor.load(model_weights(cfg), str(cfg.device))
     output = Path(str(cfg.output))
     if output.suffix.lower() not in (".msp", ".json"):
-        raise ValueError(f"output {output}: use a .msp or .json file name")
+        raise InputError(f"output={output}: use a .msp or .json file name")
+    items = input_molecules(cfg)
+    predictor = SpectrumPredictor.load(model_weights(cfg), str(cfg.device))
     output.parent.mkdir(parents=True, exist_ok=True)
     report, failures = DropReport("predict"), []
-    items = read_molecules(str(cfg.input), str(cfg.smiles_column), str(cfg.name_column))
     spectra = predicted_spectra(predictor, items, cfg, report, failures)
     if cfg.plots:
         spectra = save_plots(spectra, Path(str(cfg.plots)))
@@ -172,8 +187,11 @@ def run_predict(cfg: DictConfig) -> DropReport:
 
 @hydra.main(version_base="1.3", config_path=None, config_name=CONFIG_NAME)
 def main(cfg: DictConfig) -> None:
-    """Hydra entry."""
-    run_predict(cfg)
+    """Hydra entry; an unusable input (a missing file, a model that predicts no spectra) ends it with one line."""
+    try:
+        run_predict(cfg)
+    except (FileNotFoundError, InputError) as err:
+        raise SystemExit(f"nextims.predict: {err}") from None
 
 
 if __name__ == "__main__":

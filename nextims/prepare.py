@@ -11,7 +11,6 @@ import gzip
 import hashlib
 import json
 import lzma
-import os
 import shutil
 import subprocess
 import sys
@@ -27,6 +26,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from nextims.config import conf_dir, register_resolvers
 from nextims.data.bde_dataset import load_bde_table
+from nextims.io.atomic import atomic_path
 
 # bde_data options tried in this order by `prepare bde`
 BDE_OPTIONS = ("bde_db2_release", "bde_db2")
@@ -36,13 +36,8 @@ FETCH_ERRORS = (OSError, URLError, ValueError, KeyError, subprocess.CalledProces
 
 def _atomic_write(dest: Path, write: Callable[[Path], None]) -> None:
     """Run write(tmp) on a temporary sibling of dest, then move it over dest."""
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    tmp = dest.with_name(f".{dest.name}.{os.getpid()}.tmp")
-    try:
+    with atomic_path(dest) as tmp:
         write(tmp)
-        os.replace(tmp, dest)
-    finally:
-        tmp.unlink(missing_ok=True)
 
 
 def download(url: str, dest: Path, md5: str | None = None, timeout: float = 60.0) -> None:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -15,6 +14,7 @@ import h5py
 import numpy as np
 
 import nextims
+from nextims.io.atomic import atomic_path
 
 # Bump when the attributes or conventions every cache file shares change.
 FORMAT_VERSION = 1
@@ -60,10 +60,7 @@ def atomic_h5(path: str | Path, cache_key: str | None = None,
     `complete = True` last, so `cache_is_valid(path, cache_key, format_version)` holds exactly for files written
     to the end.
     """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
-    try:
+    with atomic_path(path) as tmp:
         with h5py.File(tmp, "w") as f:
             if cache_key is not None:
                 f.attrs["cache_key"] = cache_key
@@ -73,11 +70,6 @@ def atomic_h5(path: str | Path, cache_key: str | None = None,
             yield f
             if cache_key is not None:
                 f.attrs["complete"] = True
-        with open(tmp, "rb") as raw:
-            os.fsync(raw.fileno())
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
 
 
 def cache_is_valid(path: str | Path, key: str, format_version: int = FORMAT_VERSION) -> bool:

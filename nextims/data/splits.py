@@ -11,6 +11,7 @@ import numpy as np
 from rdkit.Chem.Scaffolds import MurckoScaffold
 
 from nextims.data.featurize import mol_from_smiles
+from nextims.io.text import open_binary
 
 SPLIT_NAMES = ("train", "val", "test")
 
@@ -83,9 +84,12 @@ def scaffold_split(smiles: Sequence[str], keys: Sequence[str],
 
 
 def read_key_list(path: str | Path) -> set[str]:
-    """InChIKey connectivity blocks from a file (one key per line; blank lines and '#' comments skipped)."""
+    """InChIKey connectivity blocks from a file, plain or compressed (one key per line; blank lines and '#'
+    comments skipped)."""
+    with open_binary(path) as fh:
+        text = fh.read().decode("utf-8")
     blocks = set()
-    for line in Path(path).read_text(encoding="utf-8").splitlines():
+    for line in text.splitlines():
         line = line.split("#", 1)[0].strip()
         if line:
             blocks.add(inchikey_block(line))

@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import ast
-import os
 import re
-import tempfile
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
@@ -13,6 +11,7 @@ from typing import Any
 import numpy as np
 
 from nextims.errors import DropReport, RecordError
+from nextims.io.atomic import atomic_open
 from nextims.io.text import iter_spectra, parse_peak_pairs, store_field
 from nextims.spectrum import Spectrum, validate_peaks
 
@@ -62,19 +61,12 @@ def write_msp(spectra: Iterable[Spectrum], path: str | Path, intensity_scale: fl
     Peaks at or below min_relative of the maximum, or rounding to 0, are left out. A spectrum with no peak
     left raises RecordError (reason `no_peaks`).
     """
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     count = 0
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as out:
-            for spectrum in spectra:
-                out.write(format_msp_record(spectrum, intensity_scale, min_relative))
-                out.write("\n")
-                count += 1
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_open(path, "w", encoding="utf-8", newline="\n") as out:
+        for spectrum in spectra:
+            out.write(format_msp_record(spectrum, intensity_scale, min_relative))
+            out.write("\n")
+            count += 1
     return count
 
 

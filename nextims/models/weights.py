@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +13,7 @@ from safetensors.torch import load_file, save_file
 
 from nextims.config import build
 from nextims.data.cache import file_sha256
+from nextims.io.atomic import atomic_path, write_text_atomic
 from nextims.models.registry import check_card
 
 # A weights file holds at most this many bytes of tensors; a larger model is split into numbered shards.
@@ -95,14 +95,13 @@ def save_weights(model: torch.nn.Module, path: Path, card: dict[str, Any], preci
     names = [shard_name(path, i, len(groups)) for i in range(len(groups))]
     digests = []
     for group, name in zip(groups, names):
-        tmp = path.with_name(f".{name}.{os.getpid()}.tmp")
-        save_file(group, str(tmp))
-        digests.append(file_sha256(tmp))
-        os.replace(tmp, path.parent / name)
+        with atomic_path(path.parent / name) as tmp:
+            save_file(group, str(tmp))
+            digests.append(file_sha256(tmp))
     card = {**card, "weights_file": names[0], "dtype": precision}
     if len(names) > 1:
         card["weights_shards"] = [{"file": n, "sha256": d} for n, d in zip(names, digests)]
-    path.with_suffix(".json").write_text(json.dumps(card, indent=2, sort_keys=False, default=str) + "\n")
+    write_text_atomic(path.with_suffix(".json"), json.dumps(card, indent=2, sort_keys=False, default=str) + "\n")
     return path.with_suffix(".safetensors")
 
 

@@ -18,7 +18,8 @@ from nextims.data.featurize import ELEMENTS
 from nextims.evaluation.bde_metrics import evaluate_molecules
 from nextims.models.bondnet import BondNet, load_bondnet
 from nextims.models.weights import save_weights, shipped_weights
-from nextims.phases.common import checkpoint_dir, export_precision, output_dir, tracked_run, write_metrics
+from nextims.phases.common import (checkpoint_dir, export_path, export_precision, output_dir, report_export,
+                                   tracked_run, write_metrics)
 from nextims.training.distributed import is_main
 from nextims.training.loop import fit
 from nextims.training.runtime import seed_everything, select_device, set_threads
@@ -132,11 +133,13 @@ def model_card(model: BondNet, data: BDEDataset, cfg: DictConfig, metrics: dict[
 
 
 def export(model: BondNet, card: dict[str, Any], cfg: DictConfig) -> Path:
-    """Write the shipped weights (in `export_precision`) and their card, with the command that made them."""
+    """Export the weights (in `export_precision`, to export_path) and their card, with the command that made them."""
     overrides = list(HydraConfig.get().overrides.task) if HydraConfig.initialized() else []
     card = {**card, "name": cfg.export_name, "command": " ".join(["python -m nextims.train", *overrides]),
             "nextims_version": __version__, "torch_version": torch.__version__}
-    return save_weights(model, Path(cfg.paths.weights_dir) / str(cfg.export_name), card, export_precision(cfg))
+    path = save_weights(model, export_path(cfg), card, export_precision(cfg))
+    report_export(cfg, path)
+    return path
 
 
 def run(cfg: DictConfig) -> dict[str, Any]:

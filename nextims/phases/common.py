@@ -125,3 +125,18 @@ def write_metrics(cfg: DictConfig, metrics: dict[str, Any], tracker: NullTracker
 def export_precision(cfg: DictConfig) -> str:
     """The precision of exported weights (`export_precision`, default float16); ValueError when unknown."""
     return check_precision(str(cfg.get("export_precision", "float16")))
+
+
+def export_path(cfg: DictConfig) -> Path:
+    """Where `export_name` is written: <run folder>/export/<name>, or the shipped-weights folder with ship=true."""
+    folder = Path(cfg.paths.weights_dir) if cfg.get("ship") else output_dir(cfg) / "export"
+    return folder / str(cfg.export_name)
+
+
+def report_export(cfg: DictConfig, path: Path) -> None:
+    """Say where the exported weights went (and how to ship them)."""
+    if cfg.get("ship"):
+        print(f"shipped weights: {path} (card {path.with_suffix('.json').name} beside them)")
+    else:
+        print(f"exported weights: {path} (card {path.with_suffix('.json').name} beside them); "
+              f"ship=true writes them to {cfg.paths.weights_dir} instead")

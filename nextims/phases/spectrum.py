@@ -18,8 +18,8 @@ from nextims.evaluation.split_eval import evaluate_split
 from nextims.losses import DistillationLoss, MultitaskTeacherLoss, spectrum_loss
 from nextims.models.knn import TanimotoKNN
 from nextims.models.weights import check_compatible, load_model, save_weights
-from nextims.phases.common import (SpectrumContext, checkpoint_dir, export_precision, load_context, output_dir,
-                                   tracked_run, write_metrics)
+from nextims.phases.common import (SpectrumContext, checkpoint_dir, export_path, export_precision, load_context,
+                                   output_dir, report_export, tracked_run, write_metrics)
 from nextims.training.batches import SpectrumBatches, mixed_epoch, predict_intensities
 from nextims.training.loop import fit
 from nextims.training.distributed import is_main
@@ -131,12 +131,15 @@ def log_mirror_plots(ctx: SpectrumContext, predict: Predictor, tracker: Any) -> 
 
 
 def export(model: torch.nn.Module, card: dict[str, Any], cfg: DictConfig) -> Path:
-    """Write the shipped weights (in `export_precision`) and their card, with licence and the command that made them."""
+    """Export the weights (in `export_precision`, to export_path) and their card, with licence and the command that
+    made them."""
     overrides = list(HydraConfig.get().overrides.task) if HydraConfig.initialized() else []
     card = {**card, "name": cfg.export_name, "licence": DATA_LICENCES.get(str(cfg.data.name), "see the training data"),
             "command": " ".join(["python -m nextims.train", *overrides]), "nextims_version": __version__,
             "torch_version": torch.__version__}
-    return save_weights(model, Path(cfg.paths.weights_dir) / str(cfg.export_name), card, export_precision(cfg))
+    path = save_weights(model, export_path(cfg), card, export_precision(cfg))
+    report_export(cfg, path)
+    return path
 
 
 def model_card(cfg: DictConfig, ctx: SpectrumContext, metrics: dict[str, Any], **extra: Any) -> dict[str, Any]:

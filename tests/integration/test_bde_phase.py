@@ -24,7 +24,7 @@ TINY_BDE = ["phase=bde", "bde_data=tiny", "trainer=tiny", "tracking=none", "mode
 
 def test_one_epoch_export_bench_and_cache(compose_cfg, tmp_path: Path, capsys) -> None:
     weights_dir = tmp_path / "weights"
-    metrics = train(compose_cfg(TINY_BDE + ["export_name=bde_tiny", f"paths.weights_dir={weights_dir}"]))
+    metrics = train(compose_cfg(TINY_BDE + ["export_name=bde_tiny", "ship=true", f"paths.weights_dir={weights_dir}"]))
     for key in ("val/mae", "val/rmse", "test/mae", "test/rmse", "test/mae/C-H", "commercial/mae", "exp/mae"):
         assert metrics[key] >= 0.0, key
     assert metrics["commercial/excluded_molecules"] == 1.0

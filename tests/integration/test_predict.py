@@ -4,6 +4,7 @@ nextims' own reader, and worker processes giving the same files as the main proc
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -16,7 +17,7 @@ from omegaconf import OmegaConf
 from nextims import PROJECT_ROOT
 from nextims.config import build
 from nextims.data.featurize import MolGraphFeaturizer
-from nextims.errors import DropReport
+from nextims.errors import DropReport, InputError
 from nextims.io import read_spectra
 from nextims.models.weights import save_weights
 from nextims.predict import compose_predict, model_weights, run_predict
@@ -122,7 +123,7 @@ def test_predict_csv_and_sdf_to_json_with_plots(weights: Path, tmp_path: Path) -
     report = predict(f"input={csv_in}", f"output={out}", f"model={weights}", "smiles_column=structure",
                      "name_column=id", f"plots={tmp_path}/plots")
     records = json.loads(out.read_text())
-    assert report.kept == 1 and [r["name"] for r in records] == ["A"] and records[0]["peaks"]
+    assert report.kept == 1 and [r["name"] for r in records] == ["A"] and records[0]["peaks_json"]
     assert len(list((tmp_path / "plots").glob("*.png"))) == 1
     sdf = tmp_path / "in.sdf"
     with Chem.SDWriter(str(sdf)) as w:
@@ -160,3 +161,32 @@ def test_predict_missing_model_names_the_shipped_ones(tmp_path: Path) -> None:
     assert "shipped models: bondnet_bde_db2, neims_massbank" in str(err.value) and "model=neims" in str(err.value)
     with pytest.raises(FileNotFoundError, match="model=teacher"):
         predict("input=CCO", f"output={tmp_path}/x.msp", f"paths.weights_dir={tmp_path}", "model=teacher")
+
+
+def test_predict_json_loads_in_matchms(weights: Path, tmp_path: Path) -> None:
+    from matchms.importing import load_from_json
+
+    smi = tmp_path / "in.smi"
+    smi.write_text(SMI)
+    out = tmp_path / "out.json"
+    predict(f"input={smi}", f"output={out}", f"model={weights}")
+    spectra = load_from_json(str(out))
+    assert [s.get("compound_name") for s in spectra] == ["ethanol", "ethylamine_hydrochloride", "phenol"]
+    ethanol = spectra[0]
+    assert ethanol.get("smiles") == "CCO" and ethanol.get("inchikey") == "LFQSCWFLJHTTHZ-UHFFFAOYSA-N"
+    assert ethanol.peaks.intensities.max() == pytest.approx(1.0) and len(ethanol.peaks.mz) > 1
+    assert all(float(m).is_integer() for m in ethanol.peaks.mz)
+
+
+def test_predict_refuses_a_bde_model_by_name() -> None:
+    with pytest.raises(InputError, match="bondnet_bde_db2.safetensors is a BDE model .*not a spectrum model"):
+        model_weights(compose_predict(["input=CCO", "model=bondnet_bde_db2"]))
+
+
+def test_predict_missing_input_file_is_one_line_without_traceback(tmp_path: Path) -> None:
+    env = {**os.environ, "PYTHONPATH": str(PROJECT_ROOT)}  # this checkout's package, run from an empty folder
+    done = subprocess.run([sys.executable, "-m", "nextims.predict", "input=no_such_file.smi", "output=x.msp"],
+                          cwd=tmp_path, capture_output=True, text=True, env=env)
+    assert done.returncode != 0
+    assert done.stderr.strip().splitlines() == ["nextims.predict: no input file no_such_file.smi"], done.stderr
+    assert not list(tmp_path.iterdir())

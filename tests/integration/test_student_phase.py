@@ -26,7 +26,7 @@ TINY_STUDENT = [o for o in TINY if not o.startswith("model.")] + [
 def teacher_dir(compose_cfg, tmp_path: Path) -> Path:
     """A weights folder holding a tiny teacher (trained without the BDE task, which the student does not need)."""
     weights = tmp_path / "weights"
-    train(compose_cfg(TINY_TEACHER + ["phase.bde_targets=false", "export_name=teacher_tiny",
+    train(compose_cfg(TINY_TEACHER + ["phase.bde_targets=false", "export_name=teacher_tiny", "ship=true",
                                       f"paths.weights_dir={weights}"]))
     return weights
 
@@ -51,7 +51,7 @@ def test_student_distils_from_cached_soft_labels(compose_cfg, teacher_dir: Path,
     train(compose_cfg(overrides))
     assert "reusing soft labels" in capsys.readouterr().out
 
-    train(compose_cfg(TINY_TEACHER + ["phase.bde_targets=false", "export_name=teacher_tiny", "seed=1",
+    train(compose_cfg(TINY_TEACHER + ["phase.bde_targets=false", "export_name=teacher_tiny", "ship=true", "seed=1",
                                       f"paths.weights_dir={teacher_dir}"]))
     train(compose_cfg(overrides))
     assert "built soft labels" in capsys.readouterr().out  # a retrained teacher is a new key
@@ -71,7 +71,7 @@ def test_joint_sweep_tunes_lambda_bde_and_num_experts(compose_cfg, tmp_path: Pat
     from tests.integration.test_teacher_phase import TINY_BDE
 
     weights = tmp_path / "weights"
-    train(compose_cfg(TINY_BDE + ["export_name=bde_tiny", f"paths.weights_dir={weights}"]))
+    train(compose_cfg(TINY_BDE + ["export_name=bde_tiny", "ship=true", f"paths.weights_dir={weights}"]))
     storage = f"sqlite:///{tmp_path}/optuna.db"
     overrides = [o for o in TINY if not o.startswith("model.")] + [
         "phase=teacher_student", "hparams_search=teacher_student_optuna", "hydra.sweeper.n_trials=2",

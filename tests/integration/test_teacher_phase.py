@@ -17,7 +17,7 @@ TINY_TEACHER = [o for o in TINY if not o.startswith("model.")] + [
 
 def test_teacher_builds_bde_cache_and_trains_both_heads(compose_cfg, tmp_path: Path) -> None:
     weights_dir = tmp_path / "weights"
-    train(compose_cfg(TINY_BDE + ["export_name=bde_tiny", f"paths.weights_dir={weights_dir}"]))
+    train(compose_cfg(TINY_BDE + ["export_name=bde_tiny", "ship=true", f"paths.weights_dir={weights_dir}"]))
     bde_weights = weights_dir / "bde_tiny.safetensors"
     cfg = compose_cfg(TINY_TEACHER + [f"phase.bde_weights={bde_weights}"])
     metrics = train(cfg)

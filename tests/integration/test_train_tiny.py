@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from nextims.train import train
+from nextims.resources import WEIGHTS_DIR
+from nextims.train import check_inputs, train
 from tests.conftest import TINY
 
 
@@ -60,3 +61,32 @@ def test_unknown_export_precision_is_refused_before_training(compose_cfg) -> Non
     with pytest.raises(ValueError, match="unknown weights precision 'int4'"):
         train(cfg)
     assert not Path(cfg.paths.checkpoint_dir).exists()
+
+
+def test_export_goes_to_the_run_folder_and_into_the_package_only_when_shipped(compose_cfg, tmp_path: Path,
+                                                                            capsys) -> None:
+    def files(folder: Path) -> dict[str, tuple[int, int]]:
+        return {p.name: (p.stat().st_size, p.stat().st_mtime_ns) for p in folder.iterdir()}
+
+    before = files(WEIGHTS_DIR)
+    cfg = compose_cfg([*TINY, "export_name=tiny_export"])
+    train(cfg)
+    exported = Path(cfg.paths.output_dir) / "export" / "tiny_export.safetensors"
+    assert exported.exists() and json.loads(exported.with_suffix(".json").read_text())["name"] == "tiny_export"
+    assert f"exported weights: {exported}" in capsys.readouterr().out
+    assert files(WEIGHTS_DIR) == before
+    shipped = tmp_path / "shipped"
+    train(compose_cfg([*TINY, "export_name=tiny_export", "ship=true", f"paths.weights_dir={shipped}"]))
+    assert sorted(p.name for p in shipped.iterdir()) == ["tiny_export.json", "tiny_export.safetensors"]
+    assert files(WEIGHTS_DIR) == before
+
+
+def test_missing_input_files_end_the_command_in_one_line(compose_cfg, tmp_path: Path) -> None:
+    check_inputs(compose_cfg(TINY))
+    check_inputs(compose_cfg([*TINY, "data.split.method=lists"]))
+    with pytest.raises(SystemExit, match=r"^nextims.train: no such file: data.path=nope.jsonl$"):
+        check_inputs(compose_cfg([*TINY, "data.path=nope.jsonl"]))
+    with pytest.raises(SystemExit, match=r"data.split.test_list=no_list.txt$"):
+        check_inputs(compose_cfg([*TINY, "data.split.method=lists", "data.split.test_list=no_list.txt"]))
+    with pytest.raises(SystemExit, match=r"^nextims.train: no such file: bde_data.path=nope.csv$"):
+        check_inputs(compose_cfg(["phase=bde", "bde_data=tiny", "bde_data.path=nope.csv", "data.path=ignored"]))

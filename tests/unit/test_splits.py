@@ -108,3 +108,26 @@ def test_read_key_list_and_list_split(tmp_path):
             "XLYOFNOQVPJJNP-UHFFFAOYSA-N", "QTBSBXVTEAMEQO-UHFFFAOYSA-N"]
     val_keys = {"OKKJLVBELUTLKV-UHFFFAOYSA-N", "QTBSBXVTEAMEQO-UHFFFAOYSA-N"}
     assert list(list_split(keys, test_keys, val_keys)) == ["test", "test", "val", "train", "test"]
+
+
+def test_read_key_list_reads_compressed_files(tmp_path):
+    import lzma
+
+    path = tmp_path / "keys.txt.xz"
+    path.write_bytes(lzma.compress(b"LFQSCWFLJHTTHZ-UHFFFAOYSA-N\n"))
+    assert read_key_list(path) == {"LFQSCWFLJHTTHZ"}
+
+
+def test_method_lists_reads_the_bundled_neims_lists_by_default(compose_cfg):
+    from omegaconf import OmegaConf
+
+    from nextims.data.spectra import load_spectra
+    from nextims.resources import bundled_data_dir
+
+    cfg = compose_cfg(["data=tiny", "data.split.method=lists"])
+    test, val = read_key_list(cfg.data.split.test_list), read_key_list(cfg.data.split.val_list)
+    assert cfg.data.split.test_list.startswith(str(bundled_data_dir() / "neims_splits"))
+    assert (len(test), len(val)) == (11501, 11502)  # connectivity blocks of 11,600 and 11,599 InChIKeys
+    data = load_spectra(OmegaConf.to_container(cfg.data, resolve=True))
+    for name, keys in (("test", test), ("val", val - test)):
+        assert {k for k, s in zip(data.compound_keys, data.compound_split) if s == name} <= keys
