@@ -48,7 +48,7 @@ class SpectrumContext:
 
 
 def load_context(cfg: DictConfig) -> SpectrumContext:
-    """Load and split the spectra, print the dataset report, featurize the compounds (cached)."""
+    """Load and split the spectra, log the dataset report, featurize the compounds (cached)."""
     data = load_spectra(OmegaConf.to_container(cfg.data, resolve=True))
     log.info(data.report.format())
     featurizer = build(cfg.featurizer.graph)
