@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import sys
 import time
 from pathlib import Path
@@ -165,6 +166,7 @@ def main(argv: list[str] | None = None) -> None:
     if not argv or argv[0] not in BENCHMARKS:
         raise SystemExit(f"usage: python -m nextims.bench {{{','.join(BENCHMARKS)}}} [hydra overrides]")
     register_resolvers()
+    logging.basicConfig(level=logging.INFO, format="%(message)s")  # the phases' reports (dataset, BDE table)
     with initialize_config_dir(str(conf_dir()), version_base="1.3"):
         cfg = compose("bench", overrides=argv[1:])
     BENCHMARKS[argv[0]](cfg)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -28,19 +29,21 @@ from nextims.training.runtime import seed_everything, select_device, set_threads
 RUN_DEFINING = ("seed", "phase", "bde_data", "model", "trainer")
 SPLITS = ("train", "val", "test")
 
+log = logging.getLogger(__name__)
+
 
 def load_data(cfg: DictConfig) -> tuple[BDEDataset, list[HeldOutSet]]:
-    """The BDE table (validated, featurized, split; cached) and its held-out sets; prints the reports."""
+    """The BDE table (validated, featurized, split; cached) and its held-out sets; logs the reports."""
     spec = OmegaConf.to_container(cfg.bde_data, resolve=True)
     data = load_bde_table(spec, cfg.paths.cache_dir)
-    print(data.report.format())
+    log.info(data.report.format())
     counts = {s: int(np.count_nonzero(data.split == s)) for s in SPLITS}
-    print(f"BDE molecules: {len(data)} ({', '.join(f'{s} {n}' for s, n in counts.items())}); "
-          f"{data.meta.get('propagated_bonds', 0)} bonds took the value of a symmetry-equivalent bond")
+    log.info(f"BDE molecules: {len(data)} ({', '.join(f'{s} {n}' for s, n in counts.items())}); "
+             f"{data.meta.get('propagated_bonds', 0)} bonds took the value of a symmetry-equivalent bond")
     heldout = load_heldout_sets(spec, cfg.paths.cache_dir, data)
     for h in heldout:
-        print(f"held-out {h.name}: {len(h.molecules)} molecules"
-              + (f" ({h.excluded} left out: in the training table)" if h.excluded else ""))
+        log.info(f"held-out {h.name}: {len(h.molecules)} molecules"
+                 + (f" ({h.excluded} left out: in the training table)" if h.excluded else ""))
     return data, heldout
 
 
@@ -114,7 +117,7 @@ def train_bondnet(model: BondNet, data: BDEDataset, cfg: DictConfig, tracker: An
         epoch_batches=lambda epoch: epoch_batches(data, train, batch_size, int(cfg.seed) * 100003 + epoch, device),
         validate=lambda m: evaluate_molecules(m, data, data.molecules("val"), "val", False, eval_batch, device),
         cfg=OmegaConf.to_container(cfg.trainer, resolve=True), ckpt_dir=checkpoint_dir(cfg, RUN_DEFINING),
-        log=lambda metrics, step: tracker.log_metrics(metrics, step))
+        log=lambda metrics, step: tracker.log_metrics(metrics, step), batches_per_epoch=-(-len(train) // batch_size))
 
 
 def model_card(model: BondNet, data: BDEDataset, cfg: DictConfig, metrics: dict[str, float]) -> dict[str, Any]:
@@ -148,7 +151,7 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     seed_everything(int(cfg.seed))
     set_threads(cfg.trainer.num_threads)
     data, heldout = load_data(cfg)
-    with tracked_run(cfg, {"data": cfg.bde_data.name}) as tracker:
+    with tracked_run(cfg, {"data": cfg.bde_data.name}, RUN_DEFINING) as tracker:
         tracker.log_dict({"report": data.report.to_dict(), **data.meta}, "bde_dataset_report.json")
         tracker.log_text(data.report.format(), "bde_dataset_report.txt")
         device = select_device(cfg.trainer.device)

@@ -12,6 +12,7 @@ X-H bonds. Attributes: model_hash (sha256 of the weights files), data_hash, unit
 from __future__ import annotations
 
 import json
+import logging
 import time
 from pathlib import Path
 from typing import Any, Callable, Sequence
@@ -34,6 +35,8 @@ from nextims.training.runtime import select_device, set_threads
 # Bump whenever the layout or meaning of the cache file changes.
 BDE_CACHE_VERSION = 1
 DEFAULT_WEIGHTS = "bondnet_bde_db2.safetensors"
+
+log = logging.getLogger(__name__)
 
 
 class BDECache(ReopensByPath):
@@ -193,14 +196,14 @@ def ensure_cache(cfg: DictConfig, tracker: Any = None, data: SpectraData | None 
     start = time.perf_counter()
     if cache_is_valid(path, key, format_version=BDE_CACHE_VERSION):
         report = json.loads(BDECache(path).attrs["coverage"])
-        print(f"reusing BDE cache {path}")
+        log.info(f"reusing BDE cache {path}")
     else:
         device = select_device(cfg.trainer.device)
         model, _ = load_bondnet(weights, device)
         report = build_cache(model, model_hash, ids, smiles, path, key, data_hash,
                              int(cfg.phase.get("batch_size", 256)), device)
-        print(f"built BDE cache {path} in {time.perf_counter() - start:.1f} s")
-    print(format_coverage(report))
+        log.info(f"built BDE cache {path} in {time.perf_counter() - start:.1f} s")
+    log.info(format_coverage(report))
     if tracker is not None:
         numbers = {f"bde_cache/{k}": float(v) for k, v in report.items() if isinstance(v, (int, float))}
         tracker.log_metrics(numbers)
@@ -211,7 +214,7 @@ def ensure_cache(cfg: DictConfig, tracker: Any = None, data: SpectraData | None 
 def run(cfg: DictConfig) -> dict[str, Any]:
     """Build (or reuse) the BDE cache of the spectrum data and report its coverage."""
     set_threads(cfg.trainer.num_threads)
-    with tracked_run(cfg, {"bde_weights": weights_path(cfg).name}) as tracker:
+    with tracked_run(cfg, {"bde_weights": weights_path(cfg).name}, ("phase", "data")) as tracker:
         start = time.perf_counter()
         path = ensure_cache(cfg, tracker)
         report = json.loads(BDECache(path).attrs["coverage"])

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -18,13 +20,20 @@ from nextims.data.cache import content_hash
 from nextims.data.feature_store import FeatureSet, build_or_load
 from nextims.data.spectra import SpectraData, load_spectra
 from nextims.models.weights import check_precision
-from nextims.tracking import NullTracker
+from nextims.tracking import NullTracker, source_tags
 from nextims.training.distributed import is_main
 
 # The config entries that define a spectrum training run (its checkpoint folder).
 RUN_DEFINING = ("seed", "phase", "data", "featurizer", "model", "loss", "trainer")
 # trainer options that join a run's key only when set
 OFF_BY_DEFAULT = ("ema_decay",)
+# The config entries tracked as params of a spectrum run: the run-defining ones, the ensemble size and, where the
+# phase has one, the teacher.
+TRACKED = (*RUN_DEFINING, "ensemble_size", "teacher")
+# trainer options that do not change what is trained (left out of the tracked params)
+UNTRACKED_TRAINER = ("resume", "keep_checkpoints")
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -39,9 +48,9 @@ class SpectrumContext:
 
 
 def load_context(cfg: DictConfig) -> SpectrumContext:
-    """Load and split the spectra, print the dataset report, featurize the compounds (cached)."""
+    """Load and split the spectra, log the dataset report, featurize the compounds (cached)."""
     data = load_spectra(OmegaConf.to_container(cfg.data, resolve=True))
-    print(data.report.format())
+    log.info(data.report.format())
     featurizer = build(cfg.featurizer.graph)
     features = build_or_load(list(data.compound_keys), data.compound_smiles, featurizer,
                              n_bits=int(cfg.featurizer.fp_bits), radius=int(cfg.featurizer.fp_radius),
@@ -62,7 +71,8 @@ def checkpoint_dir(cfg: DictConfig, defining: Sequence[str] = RUN_DEFINING, extr
     if extra:
         spec["extra"] = extra
     if isinstance(spec.get("trainer"), dict):
-        spec["trainer"].pop("resume", None)
+        for option in UNTRACKED_TRAINER:  # how to run, not what is trained
+            spec["trainer"].pop(option, None)
         # options added after runs were keyed stay out of the key while off, so those runs still resume
         for option in OFF_BY_DEFAULT:
             if spec["trainer"].get(option) is None:
@@ -81,27 +91,48 @@ def sweep_info() -> tuple[str | None, str, int | None]:
     return str(Path(hc.sweep.dir).resolve()), study, int(hc.job.num)
 
 
-def start_tracking(cfg: DictConfig, extra_tags: dict[str, Any] | None = None) -> NullTracker:
-    """Build the tracker, start this run (nested under a sweep's parent run) and log the config (rank 0 only).
+def run_params(cfg: DictConfig, defining: Sequence[str] = TRACKED) -> dict[str, Any]:
+    """The params that define a run: the flattened `defining` entries the config has, without the trainer's
+    bookkeeping options; absolute paths are reduced to their file names."""
+    resolved = OmegaConf.to_container(cfg, resolve=True)
+    params = flatten({k: resolved[k] for k in defining if k in resolved})
+    for option in UNTRACKED_TRAINER:
+        params.pop(f"trainer.{option}", None)
+    return {k: Path(v).name if isinstance(v, str) and Path(v).is_absolute() else v for k, v in params.items()}
 
-    The run is named `<phase>-<model>-<data>`, data being the `data` tag of extra_tags when given.
+
+def run_name(tags: dict[str, Any], trial: int | None) -> str:
+    """`<phase>-<model>-<data>-<start time>[-trial<n>]`: descriptive, and distinct for distinct runs."""
+    stamp = datetime.now().strftime("%Y%m%d-%H%M%S-%f")[:-3]
+    return f"{tags['phase']}-{tags['model']}-{tags['data']}-{stamp}" + (f"-trial{trial}" if trial is not None else "")
+
+
+def start_tracking(cfg: DictConfig, extra_tags: dict[str, Any] | None = None,
+                   defining: Sequence[str] = TRACKED) -> NullTracker:
+    """Build the tracker, start this run (nested under a sweep's parent run), log its params and config (rank 0).
+
+    The run is named by `run_name` (data being the `data` tag of extra_tags when given) and tagged with phase,
+    model, data, the package version and the git commit; the params are the `defining` config groups.
     """
     if not is_main():
         return NullTracker()
     tracker = build(cfg.tracking)
     sweep_dir, study, trial = sweep_info()
     tags = {"phase": cfg.phase.name, "model": cfg.model.name, "data": cfg.data.name, **(extra_tags or {})}
-    name = f"{tags['phase']}-{tags['model']}-{tags['data']}" + (f"-trial{trial}" if trial is not None else "")
-    tracker.start(name, tags, sweep_dir=sweep_dir, sweep_name=study)
-    tracker.log_params(flatten(cfg))
+    tags.update({**source_tags(), "run_folder": output_dir(cfg).name})
+    if trial is not None:
+        tags["trial"] = trial
+    tracker.start(run_name(tags, trial), tags, sweep_dir=sweep_dir, sweep_name=study)
+    tracker.log_params(run_params(cfg, defining))
     tracker.log_text(to_yaml(cfg), "config.yaml")
     return tracker
 
 
 @contextlib.contextmanager
-def tracked_run(cfg: DictConfig, extra_tags: dict[str, Any] | None = None) -> Iterator[NullTracker]:
+def tracked_run(cfg: DictConfig, extra_tags: dict[str, Any] | None = None,
+                defining: Sequence[str] = TRACKED) -> Iterator[NullTracker]:
     """A tracked run that ends FINISHED, or FAILED when the block raises."""
-    tracker = start_tracking(cfg, extra_tags)
+    tracker = start_tracking(cfg, extra_tags, defining)
     try:
         yield tracker
     except BaseException:
@@ -110,15 +141,28 @@ def tracked_run(cfg: DictConfig, extra_tags: dict[str, Any] | None = None) -> It
     tracker.end()
 
 
+def log_run_folder(cfg: DictConfig, tracker: NullTracker) -> None:
+    """Log the run folder's metrics.json, model card (model.json) and, with tracking.log_weights, its weights."""
+    out = output_dir(cfg)
+    files = [out / "metrics.json", out / "model.json"]
+    if getattr(tracker, "log_weights", False):
+        files += sorted(p for p in out.glob("model.*") if p.suffix in (".safetensors", ".part"))
+    for path in files:
+        if path.is_file():
+            tracker.log_artifact(path)
+
+
 def write_metrics(cfg: DictConfig, metrics: dict[str, Any], tracker: NullTracker) -> Path:
-    """Write metrics.json to the run folder and log the metrics."""
+    """Write metrics.json to the run folder, log the metrics (validation ones as `best/val/...`) and the run
+    folder's files (see log_run_folder)."""
     out = output_dir(cfg)
     out.mkdir(parents=True, exist_ok=True)
     path = out / "metrics.json"
     path.write_text(json.dumps(metrics, indent=2, sort_keys=True) + "\n")
-    tracker.log_metrics({k: v for k, v in metrics.items() if isinstance(v, (int, float))})
+    tracker.log_summary({k: v for k, v in metrics.items() if isinstance(v, (int, float))})
+    log_run_folder(cfg, tracker)
     shown = {k: v for k, v in sorted(metrics.items()) if isinstance(v, (int, float)) and k.count("/") <= 1}
-    print(" ".join(f"{k}={v:.4f}" for k, v in shown.items()))
+    log.info(" ".join(f"{k}={v:.4f}" for k, v in shown.items()))
     return path
 
 

@@ -30,7 +30,7 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     path = weights_path(cfg)
     ctx = load_context(cfg)
     predict = saved_predictor(path, cfg, ctx)
-    with tracked_run(cfg, {"weights": path.name}) as tracker:
+    with tracked_run(cfg, {"weights": path.name}, ("phase", "data", "featurizer")) as tracker:
         metrics = evaluate_split(ctx.data, predict, str(cfg.phase.split))
         write_metrics(cfg, metrics, tracker)
     return metrics

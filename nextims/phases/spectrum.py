@@ -96,7 +96,8 @@ def train_network(model: torch.nn.Module, ctx: SpectrumContext, cfg: DictConfig,
                                                 epoch, transfer, per_epoch),
         validate=lambda m: evaluate_split(ctx.data, predictor(m), "val"),
         cfg=OmegaConf.to_container(cfg.trainer, resolve=True), ckpt_dir=checkpoint_dir(cfg, extra=run_key),
-        log=lambda metrics, step: tracker.log_metrics(metrics, step))
+        log=lambda metrics, step: tracker.log_metrics(metrics, step),
+        batches_per_epoch=-(-len(train_records) // int(cfg.trainer.batch_size)))
     return predictor(model)
 
 

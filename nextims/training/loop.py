@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import math
 import time
 from dataclasses import asdict, dataclass, field
@@ -9,11 +10,17 @@ from pathlib import Path
 from typing import Any, Callable, Iterator, Mapping
 
 import torch
+from tqdm.auto import tqdm
 
 from nextims.training import distributed as dist
 from nextims.training.checkpoint import load_checkpoint, save_checkpoint
 
 Batch = dict[str, Any]
+# what a finished training keeps of its checkpoint folder: all (best.ckpt and last.ckpt: the same command
+# resumes, or extends with more epochs), best, last, or none (the run folder keeps the best weights anyway)
+KEEP_CHECKPOINTS = ("all", "best", "last", "none")
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass
@@ -55,6 +62,47 @@ def _weight_average(model: torch.nn.Module, decay: float | None) -> torch.optim.
         model, multi_avg_fn=torch.optim.swa_utils.get_ema_multi_avg_fn(float(decay)), use_buffers=True)
 
 
+def _keep_checkpoints(cfg: Mapping[str, Any]) -> str:
+    """The trainer's keep_checkpoints option (default all); ValueError when unknown."""
+    keep = str(cfg.get("keep_checkpoints") or "all")
+    if keep not in KEEP_CHECKPOINTS:
+        raise ValueError(f"trainer.keep_checkpoints must be one of {', '.join(KEEP_CHECKPOINTS)}, got {keep!r}")
+    return keep
+
+
+def prune_checkpoints(ckpt_dir: Path, keep: str) -> None:
+    """Delete what `keep` does not keep of a finished training's checkpoints (the folder too when emptied)."""
+    for name in ("best", "last"):
+        if keep not in ("all", name):
+            (ckpt_dir / f"{name}.ckpt").unlink(missing_ok=True)
+    if ckpt_dir.is_dir() and not any(ckpt_dir.iterdir()):
+        ckpt_dir.rmdir()
+
+
+def best_metrics(state: LoopState) -> tuple[int, dict[str, float]]:
+    """(best epoch counted from 1, its metrics as `best/<name>` plus `best_epoch`); (0, {}) before any epoch."""
+    if state.best_epoch < 0 or state.best_epoch >= len(state.history):
+        return 0, {}
+    epoch = state.best_epoch + 1
+    chosen = {f"best/{k}": v for k, v in state.history[state.best_epoch].items() if not k.startswith("time/")}
+    return epoch, {"best_epoch": epoch, **chosen}
+
+
+def epoch_line(metrics: Mapping[str, float], state: LoopState, max_epochs: int, monitor: str) -> str:
+    """A short report of one epoch: loss, the monitored metric, the best so far and the epoch's duration."""
+    shown = " ".join(f"{k}={v:.4g}" for k, v in metrics.items() if k in ("train/loss", monitor))
+    return (f"epoch {state.epoch}: {shown} | best {state.best_value:.4g} at epoch {state.best_epoch + 1} "
+            f"| {metrics['time/epoch_s']:.1f} s (max {max_epochs} epochs)")
+
+
+def _progress(batches: Iterator[Batch], total: int | None, epoch: int, max_epochs: int) -> Iterator[Batch]:
+    """A progress bar over one epoch's batches (rank 0, on a terminal only: tqdm's disable=None)."""
+    if not dist.is_main():
+        return batches
+    return tqdm(batches, total=total, desc=f"epoch {epoch}/{max_epochs}", unit="batch", leave=False,
+                disable=None, dynamic_ncols=True)
+
+
 def _my_share(batches: Iterator[Batch]) -> Iterator[Batch]:
     """This rank's batches: batch i of every full group of world_size batches goes to rank i."""
     world, me = dist.world_size(), dist.rank()
@@ -71,15 +119,20 @@ def _my_share(batches: Iterator[Batch]) -> Iterator[Batch]:
 
 def fit(model: torch.nn.Module, loss_step: Callable[[torch.nn.Module, Batch], tuple[torch.Tensor, dict[str, float]]],
         epoch_batches: Callable[[int], Iterator[Batch]], validate: Callable[[torch.nn.Module], dict[str, float]],
-        cfg: Mapping[str, Any], ckpt_dir: Path, log: Callable[[dict[str, float], int], None]) -> LoopState:
+        cfg: Mapping[str, Any], ckpt_dir: Path, log: Callable[[dict[str, float], int], None],
+        batches_per_epoch: int | None = None) -> LoopState:
     """Train until max_epochs or early stopping; the best model's weights are loaded into `model` at the end.
 
     `loss_step(model, batch)` returns the loss and its parts; `epoch_batches(epoch)` yields the batches of one
-    epoch (deterministic given the epoch); `validate(model)` returns metrics holding `cfg.monitor`.
+    epoch (deterministic given the epoch; `batches_per_epoch` of them, when given, sizes the progress bar);
+    `validate(model)` returns metrics holding `cfg.monitor`. `log(metrics, epoch)` receives each epoch's metrics
+    (epochs counted from 1) and, at the end, the best epoch's as `best/<name>` with `best_epoch`.
     Under torchrun each rank trains on its share of every epoch's batches (DDP); rank 0 alone validates,
     logs and writes checkpoints, and its decisions are broadcast. With `amp` on a GPU, steps run in bfloat16.
     With `ema_decay` set, validation, the best checkpoint and the returned weights are the moving average's.
+    Once training is over, `keep_checkpoints` (all, best, last, none) says what stays in ckpt_dir.
     """
+    keep = _keep_checkpoints(cfg)
     mode = cfg.get("mode", "max")
     monitor = cfg["monitor"]
     optimizer = torch.optim.AdamW(model.parameters(), lr=float(cfg["lr"]), weight_decay=float(cfg["weight_decay"]))
@@ -97,17 +150,19 @@ def fit(model: torch.nn.Module, loss_step: Callable[[torch.nn.Module, Batch], tu
             ema.load_state_dict(ckpt["ema"])
         state = LoopState(**ckpt["loop"])
         torch.set_rng_state(ckpt["torch_rng"])
-        print(f"resumed from {last} after epoch {state.epoch}")
+        logger.info(f"resumed from {last} after epoch {state.epoch}")
     grad_clip = float(cfg.get("grad_clip") or 0)
     device = next(model.parameters()).device
     amp = bool(cfg.get("amp")) and device.type == "cuda"
     train_model = model
     if dist.world_size() > 1:
         train_model = torch.nn.parallel.DistributedDataParallel(model, find_unused_parameters=True)
-    while state.epoch < int(cfg["max_epochs"]) and state.bad_epochs < int(cfg["patience"]):
+    max_epochs = int(cfg["max_epochs"])
+    per_rank = None if batches_per_epoch is None else batches_per_epoch // dist.world_size()
+    while state.epoch < max_epochs and state.bad_epochs < int(cfg["patience"]):
         model.train()
         start, totals, n = time.perf_counter(), {}, 0
-        for batch in _my_share(epoch_batches(state.epoch)):
+        for batch in _progress(_my_share(epoch_batches(state.epoch)), per_rank, state.epoch + 1, max_epochs):
             with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
                 loss, parts = loss_step(train_model, batch)
             optimizer.zero_grad(set_to_none=True)
@@ -147,8 +202,16 @@ def fit(model: torch.nn.Module, loss_step: Callable[[torch.nn.Module, Batch], tu
                              "scheduler": scheduler.state_dict() if scheduler is not None else {},
                              **({"ema": ema.state_dict()} if ema is not None else {})}, last)
             log(metrics, state.epoch)
-            print(f"epoch {state.epoch}: " + " ".join(f"{k}={v:.4g}" for k, v in metrics.items()), flush=True)
+            logger.info(epoch_line(metrics, state, max_epochs, monitor))
+            logger.debug(f"epoch {state.epoch}: " + " ".join(f"{k}={v:.4g}" for k, v in metrics.items()))
         dist.barrier()
     if best.exists():
         model.load_state_dict(load_checkpoint(best)["model"])
+    epoch, chosen = best_metrics(state)
+    if dist.is_main() and chosen:
+        log(chosen, epoch)
+        logger.info(f"best epoch {epoch} of {state.epoch}: {monitor}={state.best_value:.4g}")
+    dist.barrier()
+    if dist.is_main() and keep != "all":
+        prune_checkpoints(ckpt_dir, keep)
     return state

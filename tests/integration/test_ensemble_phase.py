@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 from pathlib import Path
 
 import numpy as np
@@ -34,16 +35,17 @@ def test_ensemble_trains_members_and_saves_their_mean(compose_cfg) -> None:
     assert not np.allclose(members[0], members[1])
 
 
-def test_members_are_the_single_seed_runs_and_are_reused(compose_cfg, capsys) -> None:
+def test_members_are_the_single_seed_runs_and_are_reused(compose_cfg, caplog) -> None:
     single = compose_cfg(TINY + ["seed=1"])
     train(single)
     checkpoints = Path(single.paths.checkpoint_dir)
     assert len(list(checkpoints.iterdir())) == 1
-    capsys.readouterr()
+    caplog.clear()
+    caplog.set_level(logging.INFO, logger="nextims")
     cfg = compose_cfg(TINY + ["ensemble_size=2"])
     train(cfg)
     assert len(list(checkpoints.iterdir())) == 2, "member 1 (seed 1) should resume the single seed-1 run"
-    assert "resumed from" in capsys.readouterr().out
+    assert "resumed from" in caplog.text
     first = json.loads((Path(cfg.paths.output_dir) / "metrics.json").read_text())
     train(compose_cfg(TINY + ["ensemble_size=2"]))
     assert len(list(checkpoints.iterdir())) == 2

@@ -19,7 +19,7 @@ class Crash(Exception):
 
 
 def run(ckpt_dir: Path, max_epochs: int, resume: bool = True, schedule: str = "none", crash_at: int = 0,
-        ema_decay: float | None = None, record: list | None = None):
+        ema_decay: float | None = None, record: list | None = None, keep: str = "all", logged: list | None = None):
     """Fit a linear model; with crash_at=n the run dies during epoch n (after n - 1 checkpoints)."""
     torch.manual_seed(0)
     model = torch.nn.Linear(4, 1)
@@ -45,8 +45,9 @@ def run(ckpt_dir: Path, max_epochs: int, resume: bool = True, schedule: str = "n
 
     cfg = {"lr": 0.05, "weight_decay": 0.0, "max_epochs": max_epochs, "patience": 100, "monitor": "val/mse",
            "mode": "min", "grad_clip": 1.0, "resume": resume, "lr_schedule": schedule, "lr_patience": 1,
-           "ema_decay": ema_decay}
-    state = fit(model, loss_step, batches, validate, cfg, ckpt_dir, log=lambda metrics, step: None)
+           "ema_decay": ema_decay, "keep_checkpoints": keep}
+    log = (lambda metrics, step: None) if logged is None else (lambda metrics, step: logged.append((step, metrics)))
+    state = fit(model, loss_step, batches, validate, cfg, ckpt_dir, log=log, batches_per_epoch=4)
     return model, state
 
 
@@ -107,3 +108,29 @@ def test_ema_weights_are_validated_and_returned(tmp_path: Path) -> None:
 def test_ema_decay_out_of_range_is_rejected(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="ema_decay"):
         run(tmp_path / "bad", max_epochs=1, ema_decay=1.0)
+
+
+def test_best_epoch_metrics_logged_under_their_own_names(tmp_path: Path) -> None:
+    logged: list = []
+    _, state = run(tmp_path, max_epochs=3, logged=logged)
+    assert [step for step, _ in logged[:3]] == [1, 2, 3]  # the curves: one point per epoch, from 1
+    step, best = logged[-1]
+    assert step == best["best_epoch"] == state.best_epoch + 1
+    assert best["best/val/mse"] == state.best_value == state.history[state.best_epoch]["val/mse"]
+    assert "best/train/loss" in best and not any(k.startswith(("val/", "best/time/")) for k in best)
+
+
+@pytest.mark.parametrize("keep,left", [("all", {"best.ckpt", "last.ckpt"}), ("best", {"best.ckpt"}),
+                                       ("last", {"last.ckpt"}), ("none", None)])
+def test_keep_checkpoints(tmp_path: Path, keep: str, left: set | None) -> None:
+    model, state = run(tmp_path / "ckpt", max_epochs=2, keep=keep)
+    if left is None:
+        assert not (tmp_path / "ckpt").exists()
+    else:
+        assert {p.name for p in (tmp_path / "ckpt").iterdir()} == left
+    assert state.epoch == 2
+
+
+def test_unknown_keep_checkpoints_is_rejected(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="keep_checkpoints"):
+        run(tmp_path, max_epochs=1, keep="some")
