@@ -91,13 +91,15 @@ def train_network(model: torch.nn.Module, ctx: SpectrumContext, cfg: DictConfig,
         return lambda idx: predict_intensities(m, batches, idx)
 
     per_epoch = int(cfg.transfer.per_epoch) if transfer is not None else 0
+    transfer_batch = int(cfg.transfer.get("batch_size") or 0) if transfer is not None else 0
     fit(model, loss_step_for(build_loss(cfg, model)),
         epoch_batches=lambda epoch: mixed_epoch(batches, train_records, int(cfg.trainer.batch_size), int(cfg.seed),
-                                                epoch, transfer, per_epoch),
+                                                epoch, transfer, per_epoch, transfer_batch),
         validate=lambda m: evaluate_split(ctx.data, predictor(m), "val"),
         cfg=OmegaConf.to_container(cfg.trainer, resolve=True), ckpt_dir=checkpoint_dir(cfg, extra=run_key),
         log=lambda metrics, step: tracker.log_metrics(metrics, step),
-        batches_per_epoch=-(-len(train_records) // int(cfg.trainer.batch_size)))
+        batches_per_epoch=-(-len(train_records) // int(cfg.trainer.batch_size))
+        + (-(-per_epoch // (transfer_batch or int(cfg.trainer.batch_size))) if per_epoch else 0))
     return predictor(model)
 
 
@@ -214,7 +216,8 @@ def run(cfg: DictConfig) -> dict[str, Any]:
                 extra_card["teacher"] = {"weights": teacher_weights(cfg).name, "soft_labels_key": soft_key,
                                          "transfer_molecules": len(transfer) if transfer is not None else 0}
                 if transfer is not None:
-                    soft_key = content_hash(soft_key, transfer.key, int(cfg.transfer.per_epoch))
+                    soft_key = content_hash(soft_key, transfer.key, int(cfg.transfer.per_epoch),
+                                            cfg.transfer.get("batch_size"))
             predict = train_network(model, ctx, cfg, tracker, bde, soft, run_key=soft_key, transfer=transfer)
         if not is_main():
             return {}

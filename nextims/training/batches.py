@@ -78,17 +78,20 @@ def predict_intensities(model: torch.nn.Module, batches: SpectrumBatches, compou
 
 
 def mixed_epoch(batches: SpectrumBatches, record_idx: np.ndarray, batch_size: int, seed: int, epoch: int,
-                transfer: Any = None, per_epoch: int = 0) -> Iterator[dict[str, torch.Tensor]]:
+                transfer: Any = None, per_epoch: int = 0,
+                transfer_batch_size: int | None = None) -> Iterator[dict[str, torch.Tensor]]:
     """One epoch of training batches: the observed records (shuffled) and, given a transfer set, `per_epoch` of
-    its molecules (the epoch's slice of one fixed permutation, so epochs cycle through all of them), each batch
-    from one source, the batches in shuffled order; deterministic given seed and epoch."""
+    its molecules (the epoch's slice of one fixed permutation, so epochs cycle through all of them) in batches of
+    transfer_batch_size (default batch_size), each batch from one source, the batches in shuffled order;
+    deterministic given seed and epoch."""
     rng = np.random.default_rng(seed * 100003 + epoch)
     order = rng.permutation(np.asarray(record_idx))
     plan = [("records", order[s:s + batch_size]) for s in range(0, len(order), batch_size)]
     if transfer is not None and len(transfer) and per_epoch > 0:
         cycle = np.random.default_rng(seed).permutation(len(transfer))
         take = cycle[(np.arange(per_epoch) + epoch * per_epoch) % len(transfer)]
-        plan += [("transfer", take[s:s + batch_size]) for s in range(0, len(take), batch_size)]
+        size = transfer_batch_size or batch_size
+        plan += [("transfer", take[s:s + size]) for s in range(0, len(take), size)]
     for i in rng.permutation(len(plan)):
         source, idx = plan[i]
         yield batches.records(idx) if source == "records" else transfer.batch(idx, batches.device)
