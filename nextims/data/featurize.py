@@ -90,43 +90,50 @@ def nominal_mass(mol: Chem.Mol) -> int:
     return total
 
 
+def atom_masses(mol: Chem.Mol) -> np.ndarray:
+    """Per atom, its nominal mass (most abundant isotope, or its label) plus its hydrogens'."""
+    most_common, atom_at = _PERIODIC_TABLE.GetMostCommonIsotope, mol.GetAtomWithIdx
+    masses = []
+    for i in range(mol.GetNumAtoms()):  # by index: iterating mol.GetAtoms() costs more than the work
+        atom = atom_at(i)
+        masses.append((atom.GetIsotope() or most_common(atom.GetAtomicNum())) + atom.GetTotalNumHs())
+    return np.array(masses, dtype=np.int64)
+
+
+def ring_bonds(mol: Chem.Mol, begin: np.ndarray, end: np.ndarray) -> np.ndarray:
+    """Whether each bond begin[i]-end[i] lies in a ring (its two atoms share a ring of the ring perception)."""
+    rings = mol.GetRingInfo().AtomRings()
+    if not rings or not len(begin):
+        return np.zeros(len(begin), dtype=bool)
+    member = np.zeros((len(rings), mol.GetNumAtoms()), dtype=bool)
+    member[np.repeat(np.arange(len(rings)), [len(r) for r in rings]), np.concatenate(rings)] = True
+    return (member[:, begin] & member[:, end]).any(axis=0)
+
+
+def side_masses(mol: Chem.Mol, begin: np.ndarray, end: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """For each bond begin[i]-end[i]: the nominal masses of the part holding end[i] and of the part holding
+    begin[i] once the bond is cut (0 and 0 for ring bonds, whose cut leaves the molecule in one piece).
+
+    Cutting a bond outside a ring leaves on end's side exactly the atoms nearer (in bonds) to end than to begin,
+    so one topological distance matrix (computed in RDKit, cached on the molecule) gives every bond's parts.
+    """
+    begin, end = np.asarray(begin, dtype=np.int64), np.asarray(end, dtype=np.int64)
+    if not len(begin):
+        return np.zeros(0, np.int64), np.zeros(0, np.int64)
+    mass = atom_masses(mol)
+    distance = Chem.GetDistanceMatrix(mol)
+    near_end = distance[:, end] < distance[:, begin]
+    near_begin = distance[:, begin] < distance[:, end]
+    ring = ring_bonds(mol, begin, end)
+    return np.where(ring, 0, mass @ near_end), np.where(ring, 0, mass @ near_begin)
+
+
 def fragment_masses(mol: Chem.Mol) -> np.ndarray:
     """Per directed edge (2b: begin->end, 2b+1: end->begin of bond b), the nominal mass of the part holding the
     edge's end atom once bond b is cut; 0 for ring bonds, whose cut leaves the molecule in one piece."""
-    n = mol.GetNumAtoms()
-    most_common = _PERIODIC_TABLE.GetMostCommonIsotope
-    atom_mass = [(a.GetIsotope() or most_common(a.GetAtomicNum())) + a.GetTotalNumHs() for a in mol.GetAtoms()]
-    neighbours: list[list[tuple[int, int]]] = [[] for _ in range(n)]
-    for bond in mol.GetBonds():
-        u, v, b = bond.GetBeginAtomIdx(), bond.GetEndAtomIdx(), bond.GetIdx()
-        neighbours[u].append((v, b))
-        neighbours[v].append((u, b))
-    # Spanning trees: a non-ring bond is a tree edge, and the part below it is its child's subtree.
-    parent, parent_bond, subtree, total = [-1] * n, [-1] * n, list(atom_mass), [0] * n
-    seen = [False] * n
-    for root in range(n):
-        if seen[root]:
-            continue
-        seen[root], order, stack = True, [], [root]
-        while stack:
-            atom = stack.pop()
-            order.append(atom)
-            for other, b in neighbours[atom]:
-                if not seen[other]:
-                    seen[other], parent[other], parent_bond[other] = True, atom, b
-                    stack.append(other)
-        for atom in reversed(order[1:]):
-            subtree[parent[atom]] += subtree[atom]
-        for atom in order:
-            total[atom] = subtree[root]
-    out = np.zeros(2 * mol.GetNumBonds(), dtype=np.int32)
-    for bond in mol.GetBonds():
-        if bond.IsInRing():
-            continue
-        u, v, b = bond.GetBeginAtomIdx(), bond.GetEndAtomIdx(), bond.GetIdx()
-        end_side = subtree[v] if parent_bond[v] == b else total[v] - subtree[u]
-        out[2 * b], out[2 * b + 1] = end_side, total[v] - end_side
-    return out
+    ends = np.array([(b.GetBeginAtomIdx(), b.GetEndAtomIdx()) for b in mol.GetBonds()], dtype=np.int64).reshape(-1, 2)
+    end_side, begin_side = side_masses(mol, ends[:, 0], ends[:, 1])
+    return np.stack([end_side, begin_side], axis=1).reshape(-1).astype(np.int32)
 
 
 def _one_hot_index(value: Any, choices: tuple) -> int:

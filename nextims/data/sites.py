@@ -14,11 +14,13 @@ import torch
 from rdkit import Chem
 from rdkit.Chem import rdFingerprintGenerator
 
-from nextims.data.featurize import BOND_TYPES, fragment_masses
+from nextims.data.featurize import BOND_TYPES, side_masses
 
 # Bump when a site's content or layout changes (part of the features cache key).
 SITES_VERSION = 1
 NUM_BOND_KINDS = len(BOND_TYPES) + 1  # the last kind: any other bond type
+# the bond orders RDKit's adjacency matrix gives the bonds of BOND_TYPES (single, double, triple, aromatic)
+BOND_ORDERS = (1.0, 2.0, 3.0, 1.5)
 
 
 @lru_cache(maxsize=8)
@@ -81,20 +83,20 @@ def fingerprint_and_sites(mol: Chem.Mol, n_bits: int = 4096, radius: int = 2) ->
     output = rdFingerprintGenerator.AdditionalOutput()
     output.AllocateAtomToBits()
     fp = _generator(n_bits, radius).GetCountFingerprintAsNumPy(mol, additionalOutput=output).astype(np.float32)
-    env = np.full((mol.GetNumAtoms(), radius + 1), -1, dtype=np.int32)
-    for atom, bits in enumerate(output.GetAtomToBits()):
-        env[atom, : len(bits)] = bits[: radius + 1]
-    bonds = [(b.GetBeginAtomIdx(), b.GetEndAtomIdx(), b.GetIdx(), b.GetBondType())
-             for b in mol.GetBonds() if not b.IsInRing()]
-    if not bonds:
-        empty = np.zeros((0, radius + 1), np.int32)
-        return fp, CleavageSites(empty, empty.copy(), np.zeros(0, np.int8), np.zeros(0, np.int32),
-                                 np.zeros(2, np.int64))
-    frag = fragment_masses(mol)
-    begin, end, index = (np.array([b[i] for b in bonds]) for i in range(3))
-    kind = np.array([BOND_TYPES.index(b[3]) if b[3] in BOND_TYPES else len(BOND_TYPES) for b in bonds], np.int8)
-    # directed edge 2b runs begin -> end (its far part holds the end atom), 2b+1 end -> begin
+    pad = (-1,) * (radius + 1)
+    env = np.array([(bits + pad)[: radius + 1] for bits in output.GetAtomToBits()], dtype=np.int32)
+    env = env.reshape(mol.GetNumAtoms(), radius + 1)
+    # bonds from the bond-order matrix (one RDKit call instead of a loop over bond objects)
+    order = Chem.GetAdjacencyMatrix(mol, useBO=True)
+    begin, end = np.nonzero(np.triu(order))
+    end_side, begin_side = side_masses(mol, begin, end)
+    acyclic = end_side > 0  # side_masses gives ring bonds 0; both parts of any other cut hold an atom
+    begin, end, end_side, begin_side = begin[acyclic], end[acyclic], end_side[acyclic], begin_side[acyclic]
+    kind = np.full(len(begin), len(BOND_ORDERS), dtype=np.int8)
+    for k, bond_order in enumerate(BOND_ORDERS):
+        kind[order[begin, end] == bond_order] = k
+    # each bond in both directions: near -> far, the ion is the far part
     near, far = np.concatenate([begin, end]), np.concatenate([end, begin])
-    mass = np.concatenate([frag[2 * index], frag[2 * index + 1]]).astype(np.int32)
+    mass = np.concatenate([end_side, begin_side]).astype(np.int32)
     return fp, CleavageSites(env[near], env[far], np.concatenate([kind, kind]), mass,
                              np.array([0, len(mass)], np.int64))
