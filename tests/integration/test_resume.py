@@ -35,7 +35,7 @@ def test_kill_then_rerun_resumes_to_same_metrics(tmp_path: Path) -> None:
     proc = subprocess.Popen(command(tmp_path, "killed-1"), cwd=PROJECT_ROOT, stdout=subprocess.PIPE,
                             stderr=subprocess.DEVNULL, text=True, env=env)
     for line in proc.stdout:
-        if line.startswith("epoch 1:"):
+        if " - epoch 1:" in line:  # the loop's log line (Hydra's console format)
             proc.send_signal(signal.SIGKILL)
             break
     proc.wait(timeout=60)

@@ -21,7 +21,7 @@ from nextims import PROJECT_ROOT
 from tests.conftest import DATA_DIR, TINY
 
 # what `pip wheel` reads (copied, so the build leaves no build/ or egg-info in the checkout)
-BUILD_INPUTS = ("pyproject.toml", "README.md", "LICENSE", "nextims", "conf", "data")
+BUILD_INPUTS = ("pyproject.toml", "README.md", "LICENSE", "nextims", "hydra_plugins", "conf", "data")
 
 # run by the venv's python from the empty folder: where the composed configs point
 PATHS_SCRIPT = """

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+
 import os
 import subprocess
 import sys
@@ -118,17 +120,23 @@ def test_killed_writer_leaves_nothing_that_is_used(tmp_path: Path) -> None:
     assert cache_is_valid(path, key, format_version=BDE_CACHE_VERSION) and len(BDECache(path)) == 4
 
 
-def test_ensure_cache_reuses_and_rebuilds(compose_cfg, tmp_path: Path, capsys) -> None:
+def test_ensure_cache_reuses_and_rebuilds(compose_cfg, tmp_path: Path, caplog) -> None:
+    def said() -> str:  # what the phase logged since the last call
+        text = caplog.text
+        caplog.clear()
+        return text
+
+    caplog.set_level(logging.INFO, logger="nextims")
     weights = save_model(tmp_path / "bde_a")
     cfg = compose_cfg(["data=tiny", "phase=bde_cache", "tracking=none", f"ckpt_path={weights}"])
     first = ensure_cache(cfg)
-    assert "built BDE cache" in capsys.readouterr().out
+    assert "built BDE cache" in said()
     stamp = first.stat().st_mtime_ns
     assert ensure_cache(cfg) == first and first.stat().st_mtime_ns == stamp
-    assert "reusing BDE cache" in capsys.readouterr().out
+    assert "reusing BDE cache" in said()
     save_model(tmp_path / "bde_a", seed=1)  # same file name, new weights
     second = ensure_cache(cfg)
-    assert second != first and "built BDE cache" in capsys.readouterr().out
+    assert second != first and "built BDE cache" in said()
     cache = BDECache(second)
     assert cache.attrs["data_hash"] == BDECache(first).attrs["data_hash"]
     assert cache.attrs["model_hash"] != BDECache(first).attrs["model_hash"]

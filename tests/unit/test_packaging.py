@@ -10,7 +10,8 @@ SETUPTOOLS = tomllib.loads((PROJECT_ROOT / "pyproject.toml").read_text())["tool"
 
 
 def test_every_folder_with_modules_is_a_listed_package() -> None:
-    folders = {p.parent for p in (PROJECT_ROOT / "nextims").rglob("*.py") if "__pycache__" not in p.parts}
+    folders = {p.parent for top in ("nextims", "hydra_plugins") for p in (PROJECT_ROOT / top).rglob("*.py")
+               if "__pycache__" not in p.parts}
     found = {".".join(f.relative_to(PROJECT_ROOT).parts) for f in folders}
     mapped = set(SETUPTOOLS["package-dir"])
     assert found == set(SETUPTOOLS["packages"]) - mapped
