@@ -136,12 +136,12 @@ def test_predict_csv_and_sdf_to_json_with_plots(weights: Path, tmp_path: Path) -
     assert [r["name"] for r in json.loads(out2.read_text())] == ["methoxyethane", "benzene"]
 
 
-def test_predict_command_line_default_model_is_the_shipped_student(weights: Path, tmp_path: Path) -> None:
+def test_predict_command_line_default_model_is_the_shipped_teacher(weights: Path, tmp_path: Path) -> None:
     shipped = tmp_path / "shipped"
     shipped.mkdir()
-    for suffix in (".safetensors", ".json"):
-        shutil.copy(weights.with_suffix(suffix), shipped / f"student_massbank{suffix}")
-    assert model_weights(compose_predict([f"paths.weights_dir={shipped}"])) == shipped / "student_massbank.safetensors"
+    for suffix in (".safetensors", ".json"):  # a tiny model under the teacher's name: the default reads that file
+        shutil.copy(weights.with_suffix(suffix), shipped / f"teacher_massbank{suffix}")
+    assert model_weights(compose_predict([f"paths.weights_dir={shipped}"])) == shipped / "teacher_massbank.safetensors"
     out = tmp_path / "one.msp"
     done = subprocess.run([sys.executable, "-m", "nextims.predict", 'input="CC(=O)C"', f"output={out}",
                            f"paths.weights_dir={shipped}", "progress=false"],
@@ -149,18 +149,18 @@ def test_predict_command_line_default_model_is_the_shipped_student(weights: Path
     assert done.returncode == 0, done.stderr[-2000:]
     text = out.read_text()
     assert "Name: CC(=O)C" in text and "wrote 1 spectra" in done.stdout
-    assert "predicted by NExtIMS (student_massbank)" in text
+    assert "predicted by NExtIMS (teacher_massbank)" in text
 
 
 def test_predict_missing_model_names_the_shipped_ones(tmp_path: Path) -> None:
     for name in ("neims_massbank", "bondnet_bde_db2"):
         (tmp_path / f"{name}.safetensors").touch()
         (tmp_path / f"{name}.json").write_text("{}")
-    with pytest.raises(FileNotFoundError, match="student_massbank") as err:
+    with pytest.raises(FileNotFoundError, match="teacher_massbank") as err:
         predict("input=CCO", f"output={tmp_path}/x.msp", f"paths.weights_dir={tmp_path}")
     assert "shipped models: bondnet_bde_db2, neims_massbank" in str(err.value) and "model=neims" in str(err.value)
-    with pytest.raises(FileNotFoundError, match="model=teacher"):
-        predict("input=CCO", f"output={tmp_path}/x.msp", f"paths.weights_dir={tmp_path}", "model=teacher")
+    with pytest.raises(FileNotFoundError, match="model=student"):
+        predict("input=CCO", f"output={tmp_path}/x.msp", f"paths.weights_dir={tmp_path}", "model=student")
 
 
 def test_predict_json_loads_in_matchms(weights: Path, tmp_path: Path) -> None:
