@@ -7,7 +7,7 @@ import itertools
 import json
 import os
 from pathlib import Path
-from typing import Any, Iterable, Iterator
+from typing import Any, Callable, Iterable, Iterator
 
 import hydra
 import torch
@@ -59,6 +59,44 @@ def model_weights(cfg: DictConfig) -> Path:
         what = "a BDE model (bond-dissociation energies per bond)" if task == "bde" else f"a {task!r} model"
         raise InputError(f"model={model}: {path.name} is {what}, not a spectrum model; {choices}")
     return path
+
+
+def _setting(cfg: DictConfig, key: str, kind: type, allowed: str, ok: Callable[[Any], bool]) -> None:
+    """Refuse cfg[key] unless it is a kind (int or float) for which ok holds; the error names the allowed range."""
+    raw = cfg[key]
+    try:
+        value = None if isinstance(raw, bool) else kind(raw)
+    except (TypeError, ValueError):
+        value = None
+    if value is None or (isinstance(raw, float) and value != raw) or not ok(value):
+        raise InputError(f"{key}={cfg[key]}: must be {allowed}")
+
+
+def check_predict_config(cfg: DictConfig) -> None:
+    """Refuse unusable predict settings and an unwritable output, before any input is read or model loaded."""
+    _setting(cfg, "batch_size", int, "an integer >= 1", lambda v: v >= 1)
+    if cfg.workers != "auto":
+        _setting(cfg, "workers", int, "auto or an integer >= 0", lambda v: v >= 0)
+    if cfg.num_threads not in ("auto", None):
+        _setting(cfg, "num_threads", int, "auto, null or an integer >= 0 (0: torch's default)", lambda v: v >= 0)
+    _setting(cfg, "min_relative_intensity", float, "a number in [0, 1)", lambda v: 0 <= v < 1)
+    _setting(cfg, "max_heavy_atoms", int, "an integer >= 1", lambda v: v >= 1)
+    output = Path(str(cfg.output))
+    if output.suffix.lower() not in (".msp", ".json"):
+        raise InputError(f"output={output}: use a .msp or .json file name")
+    if output.is_dir():
+        raise InputError(f"output={output}: is a folder; give a .msp or .json file name")
+    try:
+        output.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise InputError(f"output={output}: cannot create the folder {output.parent} ({err.strerror})") from None
+    if not os.access(output.parent, os.W_OK):
+        raise InputError(f"output={output}: the folder {output.parent} is not writable")
+
+
+def tsv_field(text: str) -> str:
+    """text escaped for one TSV field: backslash doubled, tab, newline and carriage return as \\t, \\n, \\r."""
+    return text.replace("\\", "\\\\").replace("\t", "\\t").replace("\n", "\\n").replace("\r", "\\r")
 
 
 def worker_count(workers: int | str) -> int:
@@ -158,12 +196,10 @@ def save_plots(spectra: Iterable[Spectrum], folder: Path) -> Iterator[Spectrum]:
 
 def run_predict(cfg: DictConfig) -> DropReport:
     """Predict spectra for cfg.input and write cfg.output; returns the report of written and failed molecules."""
+    check_predict_config(cfg)
     output = Path(str(cfg.output))
-    if output.suffix.lower() not in (".msp", ".json"):
-        raise InputError(f"output={output}: use a .msp or .json file name")
     items = input_molecules(cfg)
     predictor = SpectrumPredictor.load(model_weights(cfg), str(cfg.device))
-    output.parent.mkdir(parents=True, exist_ok=True)
     report, failures = DropReport("predict"), []
     spectra = predicted_spectra(predictor, items, cfg, report, failures)
     if cfg.plots:
@@ -175,7 +211,8 @@ def run_predict(cfg: DictConfig) -> DropReport:
             write_json(spectra, output)
     errors = output.with_name(output.name + ".errors.tsv")
     if failures:
-        errors.write_text("name\treason\tdetail\n" + "".join(f"{n}\t{r}\t{d}\n" for n, r, d in failures))
+        rows = ("\t".join(map(tsv_field, failure)) + "\n" for failure in failures)
+        errors.write_text("name\treason\tdetail\n" + "".join(rows), encoding="utf-8")
     else:
         errors.unlink(missing_ok=True)
     print(f"wrote {report.kept} spectra to {output}"

@@ -3,7 +3,9 @@ chunks of them into model inputs, in worker processes when asked."""
 
 from __future__ import annotations
 
+import contextlib
 import csv
+import io
 import itertools
 import multiprocessing
 from collections import deque
@@ -20,7 +22,7 @@ from torch_geometric.data import Data
 
 from nextims.data.featurize import ELEMENTS, count_morgan, mol_from_smiles, nominal_mass
 from nextims.data.sites import CleavageSites, fingerprint_and_sites
-from nextims.errors import RecordError
+from nextims.errors import InputError, RecordError
 
 # Matches any atom of an element outside ELEMENTS (one substructure search instead of a Python loop over atoms).
 _EXOTIC_ATOM = Chem.MolFromSmarts(
@@ -33,6 +35,8 @@ class InputMolecule:
 
     name: str
     smiles: str
+    # (reason, detail) when the reader could not use the record (an undecodable line, a broken mol block)
+    error: tuple[str, str] | None = None
 
 
 @dataclass
@@ -47,41 +51,139 @@ class PreparedMolecule:
     note: str = ""
 
 
+# What each input type must be, for the one-line error about a file that is not UTF-8 text.
+_EXPECTED = {".smi": "UTF-8 text, one SMILES per line (optionally followed by a name)",
+             ".txt": "UTF-8 text, one SMILES per line (optionally followed by a name)",
+             ".csv": "UTF-8 CSV text with a header row",
+             ".sdf": "a UTF-8 SD file (mol blocks separated by $$$$ lines)"}
+
+
+def _not_text(source: str, suffix: str) -> InputError:
+    """The error for an input file that is not UTF-8 text (binary, UTF-16)."""
+    return InputError(f"{source}: not UTF-8 text; expected {_EXPECTED[suffix]}")
+
+
+def _check_text(path: Path, suffix: str) -> None:
+    """Refuse a file whose start shows it is not UTF-8 text: NUL bytes (binary, UTF-16/32) or a UTF-16/32 BOM."""
+    with path.open("rb") as fh:
+        head = fh.read(8192)
+    if b"\x00" in head or head.startswith((b"\xff\xfe", b"\xfe\xff")):
+        raise _not_text(str(path), suffix)
+
+
+def _undecodable(text: str, where: str) -> tuple[str, str] | None:
+    """("undecodable_line", detail) when text, read with errors="surrogateescape", holds bytes that are not UTF-8."""
+    bad = next((c for c in text if "\udc80" <= c <= "\udcff"), None)
+    if bad is None:
+        return None
+    return "undecodable_line", f"{where}: byte 0x{ord(bad) - 0xDC00:02x} is not UTF-8"
+
+
+@contextlib.contextmanager
+def _rdkit_log() -> Iterator[io.StringIO]:
+    """RDKit's log messages for the duration, captured in the yielded buffer instead of printed."""
+    buffer = io.StringIO()
+    rdBase.LogToPythonStderr()
+    try:
+        with contextlib.redirect_stderr(buffer):
+            yield buffer
+    finally:
+        rdBase.LogToCppStreams()
+
+
+def _molblock_error(block: str) -> str:
+    """Why RDKit cannot read a mol block: its parse error or the sanitisation exception."""
+    with _rdkit_log() as log:
+        mol = Chem.MolFromMolBlock(block, sanitize=False)
+    if mol is None:
+        messages = [line.split("] ", 1)[-1].strip() for line in log.getvalue().splitlines() if line.strip()]
+        return "; ".join(messages) or "unreadable mol block"
+    try:
+        with rdBase.BlockLogs():
+            Chem.SanitizeMol(mol)
+    except Exception as err:  # RDKit's sanitisation exceptions share no public base class beyond Exception
+        return str(err)
+    return "unreadable mol block"
+
+
+def _sdf_records(fh: Iterable[str]) -> Iterator[tuple[int, str]]:
+    """The raw records of an SD file as (first line number, text up to and without the $$$$ line)."""
+    lines: list[str] = []
+    start = 1
+    for number, line in enumerate(fh, 1):
+        if line.startswith("$$$$"):
+            yield start, "".join(lines)
+            lines, start = [], number + 1
+        else:
+            lines.append(line)
+    if any(line.strip() for line in lines):
+        yield start, "".join(lines)
+
+
+def _read_sdf(fh: Iterable[str]) -> Iterator[InputMolecule]:
+    """The molecules of an SD file; a record RDKit cannot read is listed by its title (or number) and reason."""
+    for i, (line, block) in enumerate(_sdf_records(fh), 1):
+        where = f"record {i} (line {line})"
+        error = _undecodable(block, where)
+        if error:
+            yield InputMolecule(f"mol{i}", "", error)
+            continue
+        with rdBase.BlockLogs():
+            mol = Chem.MolFromMolBlock(block)
+        title = block.split("\n", 1)[0].strip()
+        if mol is None:
+            yield InputMolecule(title or f"mol{i}", "", ("bad_molblock", f"{where}: {_molblock_error(block)}"))
+        else:
+            name = mol.GetProp("_Name") if mol.HasProp("_Name") else ""
+            yield InputMolecule(name or f"mol{i}", Chem.MolToSmiles(mol))
+
+
 def read_molecules(source: str, smiles_column: str = "smiles", name_column: str = "name") -> Iterator[InputMolecule]:
-    """Molecules from a SMILES string, or a .smi / .csv / .sdf file (names default to the line number)."""
+    """Molecules from a SMILES string, or a .smi / .csv / .sdf file (names default to the line number); a line
+    that is not UTF-8 is yielded with an "undecodable_line" error, a file that is not text raises InputError."""
     path = Path(source)
     if not path.suffix or not path.exists():
-        if path.suffix.lower() in (".smi", ".csv", ".sdf", ".txt"):
+        if path.suffix.lower() in _EXPECTED:
             raise FileNotFoundError(f"no input file {source}")
         yield InputMolecule(source, source)
         return
     suffix = path.suffix.lower()
-    if suffix in (".smi", ".txt"):
-        with path.open(encoding="utf-8") as fh:
-            for i, line in enumerate(fh, 1):
-                parts = line.split(maxsplit=1)
-                if parts and not parts[0].startswith("#"):
-                    yield InputMolecule(parts[1].strip() if len(parts) > 1 else f"line{i}", parts[0])
-    elif suffix == ".csv":
-        with path.open(encoding="utf-8", newline="") as fh:
-            reader = csv.DictReader(fh)
-            if smiles_column not in (reader.fieldnames or []):
-                raise ValueError(f"{source}: no column {smiles_column!r} (columns: {reader.fieldnames})")
-            for i, row in enumerate(reader, 2):
-                yield InputMolecule(row.get(name_column) or f"row{i}", row[smiles_column] or "")
-    elif suffix == ".sdf":
-        with rdBase.BlockLogs():
-            for i, mol in enumerate(Chem.ForwardSDMolSupplier(str(path)), 1):
-                name = mol.GetProp("_Name") if mol is not None and mol.HasProp("_Name") else ""
-                yield InputMolecule(name or f"mol{i}", Chem.MolToSmiles(mol) if mol is not None else "")
-    else:
+    if suffix not in _EXPECTED:
         raise ValueError(f"{source}: unknown input type {suffix!r} (use a SMILES string, .smi, .csv or .sdf)")
+    _check_text(path, suffix)
+    with path.open(encoding="utf-8-sig", errors="surrogateescape", newline="" if suffix == ".csv" else None) as fh:
+        if suffix == ".sdf":
+            yield from _read_sdf(fh)
+        elif suffix == ".csv":
+            reader = csv.DictReader(fh)
+            fields = reader.fieldnames or []
+            if _undecodable("".join(fields), "header"):
+                raise _not_text(source, suffix)
+            if smiles_column not in fields:
+                raise ValueError(f"{source}: no column {smiles_column!r} (columns: {reader.fieldnames})")
+            for row in reader:
+                line = reader.line_num
+                error = _undecodable("".join(str(v) for v in row.values()), f"line {line}")
+                if error:
+                    yield InputMolecule(f"line{line}", "", error)
+                else:
+                    yield InputMolecule(row.get(name_column) or f"row{line}", row[smiles_column] or "")
+        else:
+            for i, line in enumerate(fh, 1):
+                error = _undecodable(line, f"line {i}")
+                parts = line.split(maxsplit=1)
+                if error:
+                    yield InputMolecule(f"line{i}", "", error)
+                elif parts and not parts[0].startswith("#"):
+                    yield InputMolecule(parts[1].strip() if len(parts) > 1 else f"line{i}", parts[0])
 
 
 def prepare_molecule(item: InputMolecule, max_mass: int,
                      max_heavy_atoms: int = 100) -> tuple[Chem.Mol, PreparedMolecule]:
     """Parse and standardise: keep the largest organic fragment; reject charged, too-large or exotic molecules.
     Returns the standardised molecule and its description."""
+    if item.error:
+        raise RecordError(item.name, *item.error)
     if not item.smiles:
         raise RecordError(item.name, "bad_smiles", "no structure")
     mol = mol_from_smiles(item.smiles, item.name)

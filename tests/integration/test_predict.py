@@ -190,3 +190,64 @@ def test_predict_missing_input_file_is_one_line_without_traceback(tmp_path: Path
     assert done.returncode != 0
     assert done.stderr.strip().splitlines() == ["nextims.predict: no input file no_such_file.smi"], done.stderr
     assert not list(tmp_path.iterdir())
+
+
+def test_predict_writes_every_decodable_molecule_and_lists_the_undecodable_line(untrained: dict[str, Path],
+                                                                                 tmp_path: Path) -> None:
+    smi = tmp_path / "in.smi"
+    smi.write_bytes(b"CCO ethanol\nCCC caf\xe9\nc1ccccc1O phenol\n")
+    out = tmp_path / "out.msp"
+    report = predict(f"input={smi}", f"output={out}", f"model={untrained['mlp']}", "workers=0")
+    assert report.kept == 2 and dict(report.dropped) == {"undecodable_line": 1}
+    assert out.read_text().count("Name: ") == 2
+    assert (tmp_path / "out.msp.errors.tsv").read_text().splitlines()[1:] == [
+        "line2\tundecodable_line\tline 2: byte 0xe9 is not UTF-8"]
+
+
+def test_predict_utf16_input_is_one_line_without_traceback(tmp_path: Path) -> None:
+    (tmp_path / "in.smi").write_text("CCO ethanol\n", encoding="utf-16")
+    env = {**os.environ, "PYTHONPATH": str(PROJECT_ROOT)}
+    done = subprocess.run([sys.executable, "-m", "nextims.predict", "input=in.smi", "output=x.msp"],
+                          cwd=tmp_path, capture_output=True, text=True, env=env)
+    assert done.returncode != 0
+    assert done.stderr.strip().splitlines() == [
+        "nextims.predict: in.smi: not UTF-8 text; expected UTF-8 text, one SMILES per line (optionally "
+        "followed by a name)"], done.stderr
+
+
+@pytest.mark.parametrize("setting, allowed", [
+    ("batch_size=0", "an integer >= 1"), ("batch_size=-1", "an integer >= 1"),
+    ("workers=-2", "auto or an integer >= 0"), ("min_relative_intensity=1.0", r"a number in \[0, 1\)"),
+    ("min_relative_intensity=-0.5", r"a number in \[0, 1\)"), ("max_heavy_atoms=0", "an integer >= 1")])
+def test_predict_refuses_out_of_range_settings_before_reading_the_input(setting: str, allowed: str,
+                                                                        tmp_path: Path) -> None:
+    # the input does not exist: a refusal that names the setting came before the input was read
+    with pytest.raises(InputError, match=rf"^{setting.split('=')[0]}=.*: must be {allowed}$"):
+        predict(f"input={tmp_path}/no_such.smi", f"output={tmp_path}/x.msp", setting)
+
+
+def test_predict_refuses_an_output_that_is_a_folder_or_under_a_file(tmp_path: Path) -> None:
+    folder = tmp_path / "out.msp"
+    folder.mkdir()
+    with pytest.raises(InputError, match=f"output={folder}: is a folder"):
+        predict(f"input={tmp_path}/no_such.smi", f"output={folder}")
+    (tmp_path / "file").write_text("")
+    with pytest.raises(InputError, match=f"cannot create the folder {tmp_path}/file/sub"):
+        predict(f"input={tmp_path}/no_such.smi", f"output={tmp_path}/file/sub/x.msp")
+
+
+def test_predict_errors_file_has_one_row_per_failure_whatever_the_names(untrained: dict[str, Path],
+                                                                       tmp_path: Path) -> None:
+    import csv
+
+    csv_in = tmp_path / "in.csv"
+    with csv_in.open("w", newline="", encoding="utf-8") as fh:
+        csv.writer(fh).writerows([("smiles", "name"), ("C1CC((", "tab\there"), ("C[Sn](C)(C)C", "two\nlines"),
+                                  ("CCO", "ethanol"), ("xyz", "back\\slash")])
+    out = tmp_path / "out.msp"
+    report = predict(f"input={csv_in}", f"output={out}", f"model={untrained['mlp']}", "workers=0")
+    assert report.kept == 1 and report.total_dropped == 3
+    with (tmp_path / "out.msp.errors.tsv").open(newline="", encoding="utf-8") as fh:
+        rows = list(csv.reader(fh, delimiter="\t", quoting=csv.QUOTE_NONE))
+    assert [row[0] for row in rows] == ["name", "tab\\there", "two\\nlines", "back\\\\slash"]
+    assert all(len(row) == 3 for row in rows)
