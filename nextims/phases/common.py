@@ -98,7 +98,17 @@ def run_params(cfg: DictConfig, defining: Sequence[str] = TRACKED) -> dict[str, 
     params = flatten({k: resolved[k] for k in defining if k in resolved})
     for option in UNTRACKED_TRAINER:
         params.pop(f"trainer.{option}", None)
-    return {k: Path(v).name if isinstance(v, str) and Path(v).is_absolute() else v for k, v in params.items()}
+    return file_names(params)
+
+
+def file_names(obj: Any) -> Any:
+    """obj (dicts and lists, any depth) with every absolute path reduced to its file name: records that are shared
+    (MLflow params, model cards) name files, not the folders of the machine that wrote them."""
+    if isinstance(obj, dict):
+        return {k: file_names(v) for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [file_names(v) for v in obj]
+    return Path(obj).name if isinstance(obj, str) and Path(obj).is_absolute() else obj
 
 
 def run_name(tags: dict[str, Any], trial: int | None) -> str:

@@ -18,8 +18,8 @@ from nextims.evaluation.split_eval import evaluate_split
 from nextims.losses import DistillationLoss, MultitaskTeacherLoss, spectrum_loss
 from nextims.models.knn import TanimotoKNN
 from nextims.models.weights import check_compatible, load_model, save_weights
-from nextims.phases.common import (SpectrumContext, checkpoint_dir, export_path, export_precision, load_context,
-                                   output_dir, report_export, tracked_run, write_metrics)
+from nextims.phases.common import (SpectrumContext, checkpoint_dir, export_path, export_precision, file_names,
+                                   load_context, output_dir, report_export, tracked_run, write_metrics)
 from nextims.training.batches import SpectrumBatches, mixed_epoch, predict_intensities
 from nextims.training.loop import fit
 from nextims.training.distributed import is_main
@@ -150,7 +150,7 @@ def model_card(cfg: DictConfig, ctx: SpectrumContext, metrics: dict[str, Any], *
     return {"model": OmegaConf.to_container(cfg.model, resolve=True),
             "featurizer": OmegaConf.to_container(cfg.featurizer, resolve=True),
             "data": {"name": cfg.data.name, "max_mz": int(cfg.data.max_mz),
-                     "split": OmegaConf.to_container(cfg.data.split, resolve=True),
+                     "split": file_names(OmegaConf.to_container(cfg.data.split, resolve=True)),
                      "counts": ctx.data.summary()["split_counts"]},
             "metrics": metrics, "task": "spectrum", **extra}
 

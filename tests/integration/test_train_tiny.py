@@ -24,6 +24,10 @@ def test_neims_tiny_epoch_writes_metrics_and_weights(compose_cfg) -> None:
             assert 0.0 <= metrics[f"{split}/{key}"] <= 1.0
         assert metrics[f"{split}/recall@1"] <= metrics[f"{split}/recall@10"] <= metrics[f"{split}/recall@10_mass5"]
     assert (out / "model.safetensors").exists() and (out / "model.json").exists()
+    # the card travels with the weights: it names files, never this machine's folders
+    card = json.loads((out / "model.json").read_text())
+    assert card["data"]["split"]["test_list"] == "test_set_inchikey.txt.xz"
+    assert str(Path(cfg.paths.bundled_dir)) not in (out / "model.json").read_text()
     assert (Path(cfg.paths.checkpoint_dir)).glob("*/last.ckpt")
 
 
