@@ -19,20 +19,16 @@ def failures(path: Path, **columns: str) -> tuple[list[str], list[tuple[str, str
     return [m.name for m in chunk.molecules], chunk.failures
 
 
-def test_a_latin1_line_of_a_smi_file_is_listed_and_the_others_read(tmp_path: Path) -> None:
-    smi = tmp_path / "in.smi"
-    smi.write_bytes(b"CCO ethanol\nCCC caf\xe9\nc1ccccc1O phenol\n")
-    names, failed = failures(smi)
+@pytest.mark.parametrize("name, content, line", [
+    ("in.smi", b"CCO ethanol\nCCC caf\xe9\nc1ccccc1O phenol\n", 2),
+    ("in.csv", b"smiles,name\nCCO,ethanol\nCCC,caf\xe9\nc1ccccc1O,phenol\n", 3),
+])
+def test_a_latin1_line_is_listed_and_the_others_read(tmp_path: Path, name: str, content: bytes, line: int) -> None:
+    path = tmp_path / name
+    path.write_bytes(content)
+    names, failed = failures(path)
     assert names == ["ethanol", "phenol"]
-    assert failed == [("line2", "undecodable_line", "line 2: byte 0xe9 is not UTF-8")]
-
-
-def test_a_latin1_row_of_a_csv_file_is_listed_and_the_others_read(tmp_path: Path) -> None:
-    csv_in = tmp_path / "in.csv"
-    csv_in.write_bytes(b"smiles,name\nCCO,ethanol\nCCC,caf\xe9\nc1ccccc1O,phenol\n")
-    names, failed = failures(csv_in)
-    assert names == ["ethanol", "phenol"]
-    assert failed == [("line3", "undecodable_line", "line 3: byte 0xe9 is not UTF-8")]
+    assert failed == [(f"line{line}", "undecodable_line", f"line {line}: byte 0xe9 is not UTF-8")]
 
 
 @pytest.mark.parametrize("suffix", [".smi", ".csv", ".sdf"])
