@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import itertools
 import json
 import os
@@ -10,7 +9,6 @@ from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator
 
 import hydra
-import torch
 from hydra import compose, initialize
 from hydra.core.config_store import ConfigStore
 from omegaconf import DictConfig, OmegaConf
@@ -24,13 +22,10 @@ from nextims.io.msp import write_msp
 from nextims.models.weights import read_card
 from nextims.predictor import SpectrumPredictor, weights_file
 from nextims.spectrum import Spectrum, unbin_spectrum
+from nextims.training.runtime import thread_count, torch_threads, worker_count
 
 register_resolvers()
 
-
-# `workers=auto` starts no more preparation processes than this: beyond it the main process (model, writing)
-# is the bottleneck.
-MAX_AUTO_WORKERS = 8
 
 # conf/predict.yaml is composed from Hydra's config store, not from conf/, where `model=<name>` would be read
 # as a choice in the `model` config group (the architectures) instead of a value of predict's `model` key.
@@ -97,35 +92,6 @@ def check_predict_config(cfg: DictConfig) -> None:
 def tsv_field(text: str) -> str:
     """text escaped for one TSV field: backslash doubled, tab, newline and carriage return as \\t, \\n, \\r."""
     return text.replace("\\", "\\\\").replace("\t", "\\t").replace("\n", "\\n").replace("\r", "\\r")
-
-
-def worker_count(workers: int | str) -> int:
-    """The preparation processes that `workers` asks for: `auto` = one per CPU this process may use, at most
-    MAX_AUTO_WORKERS; 0 or 1 = none, molecules are prepared in the main process."""
-    if workers != "auto":
-        return int(workers)
-    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-    return min(cpus, MAX_AUTO_WORKERS)
-
-
-def thread_count(threads: int | str | None, workers: int) -> int | None:
-    """torch's thread count for the model that `num_threads` asks for: `auto` = 1 when worker processes
-    prepare the molecules (they need the CPUs), else torch's default (None)."""
-    if threads == "auto":
-        return 1 if workers > 1 else None
-    return int(threads) if threads else None
-
-
-@contextlib.contextmanager
-def torch_threads(threads: int | None) -> Iterator[None]:
-    """torch's intra-op thread count set to `threads` (None: left alone) for the duration."""
-    before = torch.get_num_threads()
-    if threads:
-        torch.set_num_threads(threads)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
 
 
 def input_molecules(cfg: DictConfig) -> Iterator[InputMolecule]:

@@ -16,9 +16,9 @@ from omegaconf import DictConfig, OmegaConf
 
 from nextims.data.molecules import ChunkPreparer, prepared_chunks, read_molecules
 from nextims.data.spectra import load_spectra
-from nextims.predict import compose_predict, model_weights, run_predict, thread_count, worker_count
+from nextims.predict import compose_predict, model_weights, run_predict
 from nextims.predictor import SpectrumPredictor
-from nextims.training.runtime import set_threads
+from nextims.training.runtime import set_threads, thread_count, worker_count
 
 FEATURIZE = "featurize"
 COLUMNS = ("name", "molecules", "seconds", "mol/s", "ms/mol", "of featurize", "vs teacher")

@@ -20,7 +20,7 @@ from nextims.models.knn import TanimotoKNN
 from nextims.models.weights import check_compatible, load_model, save_weights
 from nextims.phases.common import (SpectrumContext, checkpoint_dir, export_path, export_precision, file_names,
                                    load_context, output_dir, report_export, tracked_run, write_metrics)
-from nextims.training.batches import SpectrumBatches, mixed_epoch, predict_intensities
+from nextims.training.batches import SpectrumBatches, epoch_batch_count, mixed_epoch, predict_intensities
 from nextims.training.loop import fit
 from nextims.training.distributed import is_main
 from nextims.training.runtime import seed_everything, select_device, set_threads
@@ -98,8 +98,8 @@ def train_network(model: torch.nn.Module, ctx: SpectrumContext, cfg: DictConfig,
         validate=lambda m: evaluate_split(ctx.data, predictor(m), "val"),
         cfg=OmegaConf.to_container(cfg.trainer, resolve=True), ckpt_dir=checkpoint_dir(cfg, extra=run_key),
         log=lambda metrics, step: tracker.log_metrics(metrics, step),
-        batches_per_epoch=-(-len(train_records) // int(cfg.trainer.batch_size))
-        + (-(-per_epoch // (transfer_batch or int(cfg.trainer.batch_size))) if per_epoch else 0))
+        batches_per_epoch=epoch_batch_count(len(train_records), int(cfg.trainer.batch_size),
+                                            len(transfer) if transfer is not None else 0, per_epoch, transfer_batch))
     return predictor(model)
 
 
@@ -208,7 +208,6 @@ def run(cfg: DictConfig) -> dict[str, Any]:
             soft, soft_key, transfer = None, "", None
             if cfg.phase.get("distill"):
                 from nextims.phases.soft_labels import ensure_soft_labels, teacher_weights
-
                 from nextims.phases.transfer_labels import ensure_transfer_set
 
                 soft, soft_key = ensure_soft_labels(cfg, ctx, tracker)

@@ -10,12 +10,12 @@ from __future__ import annotations
 import dataclasses
 import itertools
 import json
-import logging
 import time
 from collections import Counter
 from pathlib import Path
 from typing import Any
 
+import h5py
 import numpy as np
 from omegaconf import DictConfig
 from tqdm import tqdm
@@ -29,10 +29,9 @@ from nextims.errors import DropReport
 from nextims.models.weights import weights_digest
 from nextims.phases.common import SpectrumContext
 from nextims.phases.soft_labels import teacher_weights
-from nextims.predict import thread_count, torch_threads, worker_count
 from nextims.predictor import SpectrumPredictor
+from nextims.training.runtime import thread_count, torch_threads, worker_count
 
-log = logging.getLogger(__name__)
 TRANSFER_VERSION = 1
 # molecules per chunk handed to a preparation worker (divides the shard sizes one would choose)
 CHUNK = 500
@@ -98,8 +97,7 @@ def build_shard(path: Path, key: str, items: list, teacher: SpectrumPredictor, e
 
 
 def _shard_counts(path: Path) -> Counter:
-    import h5py
-
+    """A written shard's counts by reason (`kept` included)."""
     with h5py.File(path, "r") as f:
         return Counter(json.loads(f.attrs["counts"]))
 
@@ -133,7 +131,6 @@ def ensure_transfer_set(cfg: DictConfig, ctx: SpectrumContext, tracker: Any = No
                 continue
             build_shard(shard, f"{key}:{i}", items, teacher, excluded, t, progress)
         progress.close()
-        log.info("built transfer soft labels in %s in %.0f s", folder, time.perf_counter() - start)
         print(f"built transfer soft labels for {total} molecules in {time.perf_counter() - start:.0f} s: {folder}")
     for shard in shards:
         counts = _shard_counts(shard)

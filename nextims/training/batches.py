@@ -57,12 +57,6 @@ class SpectrumBatches:
         batch["target"] = self.spectra[torch.as_tensor(record_idx)].to(self.device)
         return batch
 
-    def epoch(self, record_idx: np.ndarray, batch_size: int, seed: int) -> Iterator[dict[str, torch.Tensor]]:
-        """Shuffled training batches; the order depends only on the seed."""
-        order = np.random.default_rng(seed).permutation(np.asarray(record_idx))
-        for s in range(0, len(order), batch_size):
-            yield self.records(order[s:s + batch_size])
-
 
 @torch.no_grad()
 def predict_intensities(model: torch.nn.Module, batches: SpectrumBatches, compound_idx: np.ndarray,
@@ -77,21 +71,38 @@ def predict_intensities(model: torch.nn.Module, batches: SpectrumBatches, compou
     return np.concatenate(out) if out else np.zeros((0, width), np.float32)
 
 
-def mixed_epoch(batches: SpectrumBatches, record_idx: np.ndarray, batch_size: int, seed: int, epoch: int,
-                transfer: Any = None, per_epoch: int = 0,
-                transfer_batch_size: int | None = None) -> Iterator[dict[str, torch.Tensor]]:
-    """One epoch of training batches: the observed records (shuffled) and, given a transfer set, `per_epoch` of
-    its molecules (the epoch's slice of one fixed permutation, so epochs cycle through all of them) in batches of
-    transfer_batch_size (default batch_size), each batch from one source, the batches in shuffled order;
-    deterministic given seed and epoch."""
+def _plan(record_idx: np.ndarray, batch_size: int, seed: int, epoch: int, transfer_size: int = 0,
+          per_epoch: int = 0, transfer_batch_size: int | None = None) -> list[tuple[str, np.ndarray]]:
+    """An epoch's batches as (source, indices): the shuffled records, then `per_epoch` transfer molecules (the
+    epoch's slice of one fixed permutation, so epochs cycle through all of them), all in shuffled order when
+    there are transfer batches (records alone keep their order)."""
     rng = np.random.default_rng(seed * 100003 + epoch)
     order = rng.permutation(np.asarray(record_idx))
     plan = [("records", order[s:s + batch_size]) for s in range(0, len(order), batch_size)]
-    if transfer is not None and len(transfer) and per_epoch > 0:
-        cycle = np.random.default_rng(seed).permutation(len(transfer))
-        take = cycle[(np.arange(per_epoch) + epoch * per_epoch) % len(transfer)]
-        size = transfer_batch_size or batch_size
-        plan += [("transfer", take[s:s + size]) for s in range(0, len(take), size)]
-    for i in rng.permutation(len(plan)):
-        source, idx = plan[i]
+    if not transfer_size or per_epoch <= 0:
+        return plan
+    cycle = np.random.default_rng(seed).permutation(transfer_size)
+    take = cycle[(np.arange(per_epoch) + epoch * per_epoch) % transfer_size]
+    size = transfer_batch_size or batch_size
+    plan += [("transfer", take[s:s + size]) for s in range(0, len(take), size)]
+    return [plan[i] for i in rng.permutation(len(plan))]
+
+
+def epoch_batch_count(n_records: int, batch_size: int, transfer_size: int = 0, per_epoch: int = 0,
+                      transfer_batch_size: int | None = None) -> int:
+    """How many batches `mixed_epoch` yields per epoch."""
+    count = -(-n_records // batch_size)
+    if transfer_size and per_epoch > 0:
+        count += -(-per_epoch // (transfer_batch_size or batch_size))
+    return count
+
+
+def mixed_epoch(batches: SpectrumBatches, record_idx: np.ndarray, batch_size: int, seed: int, epoch: int,
+                transfer: Any = None, per_epoch: int = 0,
+                transfer_batch_size: int | None = None) -> Iterator[dict[str, torch.Tensor]]:
+    """One epoch of training batches (see `_plan`): observed records and, given a transfer set, `per_epoch` of its
+    molecules in batches of transfer_batch_size (default batch_size), each batch from one source; deterministic
+    given seed and epoch."""
+    size = len(transfer) if transfer is not None else 0
+    for source, idx in _plan(record_idx, batch_size, seed, epoch, size, per_epoch, transfer_batch_size):
         yield batches.records(idx) if source == "records" else transfer.batch(idx, batches.device)
