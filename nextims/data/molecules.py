@@ -23,6 +23,7 @@ from torch_geometric.data import Data
 from nextims.data.featurize import ELEMENTS, count_morgan, mol_from_smiles, nominal_mass
 from nextims.data.sites import CleavageSites, fingerprint_and_sites
 from nextims.errors import InputError, RecordError
+from nextims.io.text import inner_suffix, open_binary
 
 # Matches any atom of an element outside ELEMENTS (one substructure search instead of a Python loop over atoms).
 _EXOTIC_ATOM = Chem.MolFromSmarts(
@@ -64,8 +65,9 @@ def _not_text(source: str, suffix: str) -> InputError:
 
 
 def _check_text(path: Path, suffix: str) -> None:
-    """Refuse a file whose start shows it is not UTF-8 text: NUL bytes (binary, UTF-16/32) or a UTF-16/32 BOM."""
-    with path.open("rb") as fh:
+    """Refuse a file whose (decompressed) start shows it is not UTF-8 text: NUL bytes (binary, UTF-16/32) or a
+    UTF-16/32 BOM."""
+    with open_binary(path) as fh:
         head = fh.read(8192)
     if b"\x00" in head or head.startswith((b"\xff\xfe", b"\xfe\xff")):
         raise _not_text(str(path), suffix)
@@ -139,19 +141,21 @@ def _read_sdf(fh: Iterable[str]) -> Iterator[InputMolecule]:
 
 
 def read_molecules(source: str, smiles_column: str = "smiles", name_column: str = "name") -> Iterator[InputMolecule]:
-    """Molecules from a SMILES string, or a .smi / .csv / .sdf file (names default to the line number); a line
-    that is not UTF-8 is yielded with an "undecodable_line" error, a file that is not text raises InputError."""
+    """Molecules from a SMILES string, or a .smi / .csv / .sdf file, also gzip/xz/bzip2-compressed (names default
+    to the line number); a line that is not UTF-8 is yielded with an "undecodable_line" error, a file that is not
+    text raises InputError."""
     path = Path(source)
+    suffix = inner_suffix(path)
     if not path.suffix or not path.exists():
-        if path.suffix.lower() in _EXPECTED:
+        if suffix in _EXPECTED:
             raise FileNotFoundError(f"no input file {source}")
         yield InputMolecule(source, source)
         return
-    suffix = path.suffix.lower()
     if suffix not in _EXPECTED:
         raise ValueError(f"{source}: unknown input type {suffix!r} (use a SMILES string, .smi, .csv or .sdf)")
     _check_text(path, suffix)
-    with path.open(encoding="utf-8-sig", errors="surrogateescape", newline="" if suffix == ".csv" else None) as fh:
+    with io.TextIOWrapper(open_binary(path), encoding="utf-8-sig", errors="surrogateescape",
+                          newline="" if suffix == ".csv" else None) as fh:
         if suffix == ".sdf":
             yield from _read_sdf(fh)
         elif suffix == ".csv":

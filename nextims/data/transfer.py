@@ -3,7 +3,6 @@ shards, each holding what the student reads (sparse count fingerprint, cleavage 
 
 from __future__ import annotations
 
-import io
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -13,24 +12,18 @@ import numpy as np
 import torch
 
 from nextims.data.cache import H5Reader
-from nextims.data.molecules import InputMolecule, PreparedChunk
+from nextims.data.molecules import InputMolecule, PreparedChunk, read_molecules
 from nextims.data.sites import CleavageSites, ragged_rows
-from nextims.io.text import open_binary
 
 _COMPRESSION = {"compression": "gzip", "compression_opts": 4, "shuffle": True}
 SITE_FIELDS = ("near", "far", "kind", "mass")
 
 
 def read_smiles_lines(paths: Sequence[str | Path]) -> Iterator[InputMolecule]:
-    """The molecules of SMILES files (one per line, optional name after whitespace; gzip/xz/bzip2 read as is),
-    named `<file>:<line>` unless the line names them; blank and `#` lines are skipped."""
+    """The molecules of SMILES files, one after the other (read as `predict` reads a .smi file, compressed or
+    not: undecodable lines come with their reason)."""
     for path in paths:
-        with io.TextIOWrapper(open_binary(path), encoding="utf-8") as fh:
-            for number, line in enumerate(fh, 1):
-                parts = line.split(maxsplit=1)
-                if parts and not parts[0].startswith("#"):
-                    name = parts[1].strip() if len(parts) > 1 else f"{Path(path).name}:{number}"
-                    yield InputMolecule(name, parts[0])
+        yield from read_molecules(str(path))
 
 
 def write_shard(f: h5py.File, chunks: Sequence[PreparedChunk], keep: Sequence[np.ndarray],

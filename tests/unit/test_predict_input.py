@@ -77,3 +77,17 @@ def test_broken_sd_records_are_listed_by_number_title_and_rdkit_reason(tmp_path:
 
 def test_tsv_field_escapes_tabs_newlines_and_backslashes() -> None:
     assert tsv_field("a\tb\nc\rd\\e") == "a\\tb\\nc\\rd\\\\e"
+
+
+def test_compressed_smiles_files_read_like_plain_ones(tmp_path: Path) -> None:
+    import gzip
+    import lzma
+
+    text = b"CCO ethanol\nCCC caf\xe9\nc1ccccc1O phenol\n"
+    plain = tmp_path / "in.smi"
+    plain.write_bytes(text)
+    (tmp_path / "in.smi.gz").write_bytes(gzip.compress(text))
+    (tmp_path / "in.smi.xz").write_bytes(lzma.compress(text))
+    expected = failures(plain)
+    assert failures(tmp_path / "in.smi.gz") == expected == failures(tmp_path / "in.smi.xz")
+    assert expected[0] == ["ethanol", "phenol"]
