@@ -17,13 +17,14 @@ register_resolvers()
 
 def input_files(cfg: DictConfig) -> dict[str, str]:
     """The input files the configured phase reads first, by config key: `bde_data.path` for phase=bde, else
-    `data.path` (and the split lists when data.split.method=lists)."""
+    `data.path` (and the split lists when data.split.method=lists, the transfer set's files for the student)."""
     if cfg.phase.name == "bde":
         keys = ["bde_data.path"]
     else:
         keys = ["data.path"]
         if OmegaConf.select(cfg, "data.split.method") == "lists":
             keys += [k for k in ("data.split.test_list", "data.split.val_list") if OmegaConf.select(cfg, k)]
+        keys += [f"transfer.sources.{i}" for i in range(len(OmegaConf.select(cfg, "transfer.sources") or []))]
     return {key: str(OmegaConf.select(cfg, key)) for key in keys}
 
 

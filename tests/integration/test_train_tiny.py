@@ -94,3 +94,7 @@ def test_missing_input_files_end_the_command_in_one_line(compose_cfg, tmp_path: 
         check_inputs(compose_cfg([*TINY, "data.split.method=lists", "data.split.test_list=no_list.txt"]))
     with pytest.raises(SystemExit, match=r"^nextims.train: no such file: bde_data.path=nope.csv$"):
         check_inputs(compose_cfg(["phase=bde", "bde_data=tiny", "bde_data.path=nope.csv", "data.path=ignored"]))
+    check_inputs(compose_cfg([*TINY, "phase=student"]))  # the bundled transfer set is there
+    with pytest.raises(SystemExit, match=r"^nextims.train: no such file: transfer.sources.1=gone.smi$"):
+        sources = "transfer.sources=[${paths.bundled_dir}/transfer/moses_every5th.smi.xz,gone.smi]"
+        check_inputs(compose_cfg([*TINY, "phase=student", sources]))
