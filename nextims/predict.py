@@ -17,6 +17,7 @@ from tqdm import tqdm
 from nextims.config import conf_dir, register_resolvers
 from nextims.data.molecules import InputMolecule, prepared_chunks, read_molecules
 from nextims.errors import DropReport, InputError
+from nextims.config_schema import check_predict_schema
 from nextims.io.atomic import atomic_open
 from nextims.io.msp import write_msp
 from nextims.models.weights import read_card
@@ -56,26 +57,9 @@ def model_weights(cfg: DictConfig) -> Path:
     return path
 
 
-def _setting(cfg: DictConfig, key: str, kind: type, allowed: str, ok: Callable[[Any], bool]) -> None:
-    """Refuse cfg[key] unless it is a kind (int or float) for which ok holds; the error names the allowed range."""
-    raw = cfg[key]
-    try:
-        value = None if isinstance(raw, bool) else kind(raw)
-    except (TypeError, ValueError):
-        value = None
-    if value is None or (isinstance(raw, float) and value != raw) or not ok(value):
-        raise InputError(f"{key}={cfg[key]}: must be {allowed}")
-
-
 def check_predict_config(cfg: DictConfig) -> None:
     """Refuse unusable predict settings and an unwritable output, before any input is read or model loaded."""
-    _setting(cfg, "batch_size", int, "an integer >= 1", lambda v: v >= 1)
-    if cfg.workers != "auto":
-        _setting(cfg, "workers", int, "auto or an integer >= 0", lambda v: v >= 0)
-    if cfg.num_threads not in ("auto", None):
-        _setting(cfg, "num_threads", int, "auto, null or an integer >= 0 (0: torch's default)", lambda v: v >= 0)
-    _setting(cfg, "min_relative_intensity", float, "a number in [0, 1)", lambda v: 0 <= v < 1)
-    _setting(cfg, "max_heavy_atoms", int, "an integer >= 1", lambda v: v >= 1)
+    check_predict_schema(cfg)
     output = Path(str(cfg.output))
     if output.suffix.lower() not in (".msp", ".json"):
         raise InputError(f"output={output}: use a .msp or .json file name")

@@ -10,6 +10,8 @@ from hydra.utils import get_method
 from omegaconf import DictConfig, OmegaConf
 
 from nextims.config import conf_dir, register_resolvers
+from nextims.config_schema import check_train_config
+from nextims.errors import InputError
 from nextims.training import distributed
 
 register_resolvers()
@@ -29,7 +31,12 @@ def input_files(cfg: DictConfig) -> dict[str, str]:
 
 
 def check_inputs(cfg: DictConfig) -> None:
-    """End the command with one line naming each configured input file that does not exist."""
+    """End the command with one line naming a setting of the wrong type or out of range, or each configured input
+    file that does not exist."""
+    try:
+        check_train_config(cfg)
+    except InputError as err:
+        raise SystemExit(f"nextims.train: {err}") from None
     missing = [f"{key}={path}" for key, path in input_files(cfg).items() if not Path(path).exists()]
     if missing:
         raise SystemExit(f"nextims.train: no such file: {'; '.join(missing)}")
@@ -45,7 +52,10 @@ def train(cfg: DictConfig) -> dict[str, Any]:
 def main(cfg: DictConfig) -> float | None:
     """Hydra entry; returns the sweep objective (`optimized_metric`) when the phase reports it."""
     check_inputs(cfg)
-    metrics = train(cfg)
+    try:
+        metrics = train(cfg)
+    except InputError as err:  # an input found unusable on the way (e.g. a damaged checkpoint)
+        raise SystemExit(f"nextims.train: {err}") from None
     value = metrics.get(cfg.get("optimized_metric")) if metrics else None
     return None if value is None else float(value)
 

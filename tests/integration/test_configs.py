@@ -7,6 +7,7 @@ from hydra.errors import ConfigCompositionException
 from omegaconf import OmegaConf
 
 from nextims.config import conf_dir
+from nextims.config_schema import check_train_config
 
 GROUPS = ["phase", "data", "model", "loss", "trainer", "tracking", "experiment", "hparams_search", "featurizer"]
 
@@ -26,6 +27,7 @@ def test_every_option_composes(compose_cfg, group: str, option: str) -> None:
     assert resolved["phase"]["name"]
     assert resolved["data"]["max_mz"] > 0
     assert resolved["model"]["name"]
+    check_train_config(cfg)  # every shipped option passes the schemas
 
 
 def test_defaults_list_has_all_groups(compose_cfg) -> None:

@@ -217,8 +217,8 @@ def test_predict_utf16_input_is_one_line_without_traceback(tmp_path: Path) -> No
 
 @pytest.mark.parametrize("setting, allowed", [
     ("batch_size=0", "an integer >= 1"), ("batch_size=-1", "an integer >= 1"),
-    ("workers=-2", "auto or an integer >= 0"), ("min_relative_intensity=1.0", r"a number in \[0, 1\)"),
-    ("min_relative_intensity=-0.5", r"a number in \[0, 1\)"), ("max_heavy_atoms=0", "an integer >= 1")])
+    ("workers=-2", "auto or an integer >= 0"), ("min_relative_intensity=1.0", "a number >= 0 and < 1"),
+    ("min_relative_intensity=-0.5", "a number >= 0 and < 1"), ("num_threads=x", "auto or null or an integer >= 0"), ("max_heavy_atoms=0", "an integer >= 1")])
 def test_predict_refuses_out_of_range_settings_before_reading_the_input(setting: str, allowed: str,
                                                                         tmp_path: Path) -> None:
     # the input does not exist: a refusal that names the setting came before the input was read
