@@ -47,6 +47,10 @@ class BDEDataset:
     def __len__(self) -> int:
         return len(self.smiles)
 
+    def content_key(self) -> str:
+        """A hash of the table as used: its molecules, their split and per-bond targets."""
+        return content_hash(self.smiles, self.split if self.split is not None else self.sets, self.targets)
+
     def unique_bonds(self) -> np.ndarray:
         """Per bond: True for the first bond of each symmetry class (one row per distinct BDE)."""
         local = np.arange(len(self.bond_class)) - np.repeat(self.graphs.bond_offsets[:-1], self.graphs.num_bonds)

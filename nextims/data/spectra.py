@@ -12,6 +12,7 @@ from rdkit import Chem
 from nextims.data.featurize import mol_from_smiles, nominal_mass
 from nextims.data.isotopes import element_counts, heaviest_isotopologue_offset
 from nextims.data.splits import hash_split, list_split, read_key_list, scaffold_split, split_counts
+from nextims.data.cache import content_hash
 from nextims.errors import DropReport, RecordError
 from nextims.io import read_spectra
 from nextims.spectrum import Spectrum, bin_spectrum
@@ -54,6 +55,10 @@ class SpectraData:
 
     def __len__(self) -> int:
         return len(self.records)
+
+    def content_key(self) -> str:
+        """A hash of the records as used: their compounds, split and binned spectra."""
+        return content_hash([r.key for r in self.records], self.split, self.spectra)
 
     def record_indices(self, split: str) -> np.ndarray:
         """Record indices of one split."""

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import contextlib
+import glob
 import os
+import socket
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -26,18 +28,50 @@ def default_file_mode() -> int:
     return 0o666 & ~current_umask()
 
 
+def _owner() -> str:
+    """`<pid>@<host>`: who writes a temporary file (its name carries it, so a later run can tell it was left)."""
+    return f"{os.getpid()}@{socket.gethostname()}"
+
+
+def _alive(pid: int) -> bool:
+    """Whether a process with this id runs on this machine."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def remove_stale_temporaries(path: str | Path) -> list[Path]:
+    """Remove the temporary siblings of path that writers on this machine left when they were killed (their
+    process is gone); returns them. Another machine's (on a shared folder) and running writers' stay."""
+    path = Path(path)
+    removed = []
+    host = socket.gethostname()
+    for name in glob.glob(glob.escape(str(path.parent / f".{path.name}.")) + "*@*.tmp"):
+        owner = Path(name).name[len(path.name) + 2:-len(".tmp")].rsplit(".", 1)[0]
+        pid, _, owner_host = owner.partition("@")
+        if owner_host == host and pid.isdigit() and not _alive(int(pid)):
+            Path(name).unlink(missing_ok=True)
+            removed.append(Path(name))
+    return removed
+
+
 @contextlib.contextmanager
 def atomic_path(path: str | Path, fsync: bool = True) -> Iterator[Path]:
     """A temporary sibling of path for the block to write; moved over path when the block succeeds, removed
     when it fails.
 
-    The temporary file (`.<name>.<random>.tmp`, made private by mkstemp) gets the mode a plain `open()` would
-    have given path before it is renamed, so what is written honours the umask; with fsync its content reaches
-    the disk before the rename.
+    The temporary file (`.<name>.<pid>@<host>.<random>.tmp`, made private by mkstemp) gets the mode a plain
+    `open()` would have given path before it is renamed, so what is written honours the umask; with fsync its
+    content reaches the disk before the rename. Temporaries of path that killed writers left are removed first.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    remove_stale_temporaries(path)
+    fd, name = tempfile.mkstemp(prefix=f".{path.name}.{_owner()}.", suffix=".tmp", dir=path.parent)
     os.close(fd)
     tmp = Path(name)
     try:

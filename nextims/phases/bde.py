@@ -117,7 +117,8 @@ def train_bondnet(model: BondNet, data: BDEDataset, cfg: DictConfig, tracker: An
         epoch_batches=lambda epoch: epoch_batches(data, train, batch_size, int(cfg.seed) * 100003 + epoch, device),
         validate=lambda m: evaluate_molecules(m, data, data.molecules("val"), "val", False, eval_batch, device),
         cfg=OmegaConf.to_container(cfg.trainer, resolve=True), ckpt_dir=checkpoint_dir(cfg, RUN_DEFINING),
-        log=lambda metrics, step: tracker.log_metrics(metrics, step), batches_per_epoch=-(-len(train) // batch_size))
+        log=lambda metrics, step: tracker.log_metrics(metrics, step), batches_per_epoch=-(-len(train) // batch_size),
+        data_key=data.content_key())
 
 
 def model_card(model: BondNet, data: BDEDataset, cfg: DictConfig, metrics: dict[str, float]) -> dict[str, Any]:

@@ -97,6 +97,7 @@ def train_network(model: torch.nn.Module, ctx: SpectrumContext, cfg: DictConfig,
                                                 epoch, transfer, per_epoch, transfer_batch),
         validate=lambda m: evaluate_split(ctx.data, predictor(m), "val"),
         cfg=OmegaConf.to_container(cfg.trainer, resolve=True), ckpt_dir=checkpoint_dir(cfg, extra=run_key),
+        data_key=ctx.data.content_key(),
         log=lambda metrics, step: tracker.log_metrics(metrics, step),
         batches_per_epoch=epoch_batch_count(len(train_records), int(cfg.trainer.batch_size),
                                             len(transfer) if transfer is not None else 0, per_epoch, transfer_batch))

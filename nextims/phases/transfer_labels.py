@@ -116,8 +116,6 @@ def ensure_transfer_set(cfg: DictConfig, ctx: SpectrumContext, tracker: Any = No
     n_shards = -(-total // size)
     shards = [folder / f"shard-{i:05d}.h5" for i in range(n_shards)]
     valid = [cache_is_valid(p, f"{key}:{i}", TRANSFER_VERSION) for i, p in enumerate(shards)]
-    for stale in folder.glob(".shard-*.tmp"):  # left by a killed writer
-        stale.unlink(missing_ok=True)
     report = DropReport("transfer set")
     if not all(valid):
         teacher = _teacher(cfg, path)

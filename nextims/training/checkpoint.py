@@ -7,6 +7,7 @@ from typing import Any
 
 import torch
 
+from nextims.errors import InputError
 from nextims.io.atomic import atomic_path
 
 
@@ -17,5 +18,11 @@ def save_checkpoint(state: dict[str, Any], path: Path) -> None:
 
 
 def load_checkpoint(path: Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
-    """Read a checkpoint written by save_checkpoint (weights_only: tensors and plain containers)."""
-    return torch.load(path, map_location=map_location, weights_only=True)
+    """Read a checkpoint written by save_checkpoint (weights_only: tensors and plain containers); a damaged or
+    foreign file fails with an InputError naming it and the way out."""
+    try:
+        return torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as err:  # torch raises RuntimeError, EOFError, UnpicklingError... for a damaged file
+        reason = str(err).splitlines()[0] if str(err) else type(err).__name__
+        raise InputError(f"checkpoint {path} cannot be read ({reason}): delete it, or run with trainer.resume=false "
+                         "to train from the start") from None

@@ -120,13 +120,15 @@ def _my_share(batches: Iterator[Batch]) -> Iterator[Batch]:
 def fit(model: torch.nn.Module, loss_step: Callable[[torch.nn.Module, Batch], tuple[torch.Tensor, dict[str, float]]],
         epoch_batches: Callable[[int], Iterator[Batch]], validate: Callable[[torch.nn.Module], dict[str, float]],
         cfg: Mapping[str, Any], ckpt_dir: Path, log: Callable[[dict[str, float], int], None],
-        batches_per_epoch: int | None = None) -> LoopState:
+        batches_per_epoch: int | None = None, data_key: str = "") -> LoopState:
     """Train until max_epochs or early stopping; the best model's weights are loaded into `model` at the end.
 
     `loss_step(model, batch)` returns the loss and its parts; `epoch_batches(epoch)` yields the batches of one
     epoch (deterministic given the epoch; `batches_per_epoch` of them, when given, sizes the progress bar);
     `validate(model)` returns metrics holding `cfg.monitor`. `log(metrics, epoch)` receives each epoch's metrics
     (epochs counted from 1) and, at the end, the best epoch's as `best/<name>` with `best_epoch`.
+    `data_key` (a hash of the records trained on) is stored in the checkpoints: a last.ckpt written for other data
+    is not resumed; training starts afresh and says so.
     Under torchrun each rank trains on its share of every epoch's batches (DDP); rank 0 alone validates,
     logs and writes checkpoints, and its decisions are broadcast. With `amp` on a GPU, steps run in bfloat16.
     With `ema_decay` set, validation, the best checkpoint and the returned weights are the moving average's.
@@ -140,8 +142,13 @@ def fit(model: torch.nn.Module, loss_step: Callable[[torch.nn.Module, Batch], tu
     ema = _weight_average(model, cfg.get("ema_decay"))
     state = LoopState(best_value=-math.inf if mode == "max" else math.inf)
     last, best = ckpt_dir / "last.ckpt", ckpt_dir / "best.ckpt"
-    if cfg.get("resume", True) and last.exists():
-        ckpt = load_checkpoint(last)
+    ckpt = load_checkpoint(last) if cfg.get("resume", True) and last.exists() else None
+    if ckpt is not None and ckpt.get("data_key", "") != data_key:
+        logger.warning(f"not resuming from {last}: it was trained on other data (records key "
+                       f"{ckpt.get('data_key', '')[:12] or 'unknown'}, now {data_key[:12]}); training starts afresh")
+        best.unlink(missing_ok=True)
+        ckpt = None
+    if ckpt is not None:
         model.load_state_dict(ckpt["model"])
         optimizer.load_state_dict(ckpt["optimizer"])
         if scheduler is not None and ckpt.get("scheduler"):
@@ -196,9 +203,10 @@ def fit(model: torch.nn.Module, loss_step: Callable[[torch.nn.Module, Batch], tu
             scheduler.step()
         if dist.is_main():
             if improved:
-                save_checkpoint({"model": evaluated.state_dict(), "epoch": state.epoch - 1, "metrics": metrics}, best)
+                save_checkpoint({"model": evaluated.state_dict(), "epoch": state.epoch - 1, "metrics": metrics,
+                                 "data_key": data_key}, best)
             save_checkpoint({"model": model.state_dict(), "optimizer": optimizer.state_dict(), "loop": asdict(state),
-                             "torch_rng": torch.get_rng_state(),
+                             "torch_rng": torch.get_rng_state(), "data_key": data_key,
                              "scheduler": scheduler.state_dict() if scheduler is not None else {},
                              **({"ema": ema.state_dict()} if ema is not None else {})}, last)
             log(metrics, state.epoch)

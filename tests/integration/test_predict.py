@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import random
 import shutil
 import subprocess
 import sys
@@ -251,3 +252,38 @@ def test_predict_errors_file_has_one_row_per_failure_whatever_the_names(untraine
         rows = list(csv.reader(fh, delimiter="\t", quoting=csv.QUOTE_NONE))
     assert [row[0] for row in rows] == ["name", "tab\\there", "two\\nlines", "back\\\\slash"]
     assert all(len(row) == 3 for row in rows)
+
+
+KILLED_PREDICT = """
+import os, random, signal, sys
+import nextims.io.msp as msp
+write_record, at = msp.format_msp_record, int(sys.argv[1])
+def killed_at(*args, **kwargs):
+    killed_at.calls = getattr(killed_at, "calls", 0) + 1
+    if killed_at.calls == at:
+        os.kill(os.getpid(), signal.SIGKILL)
+    return write_record(*args, **kwargs)
+msp.format_msp_record = killed_at
+from nextims.predict import main
+sys.argv = ["predict", *sys.argv[2:]]
+main()
+"""
+
+
+def test_a_killed_predict_then_rerun_writes_what_an_uninterrupted_run_writes(untrained: dict[str, Path],
+                                                                            tmp_path: Path) -> None:
+    smi = tmp_path / "in.smi"
+    smi.write_text("".join(f"{s} m{i}\n" for i, s in enumerate(["CCO", "c1ccccc1O", "CC(=O)O", "CCN", "CCCl"] * 8)))
+    args = [f"input={smi}", f"model={untrained['mlp']}", "workers=0", "batch_size=4", "progress=false"]
+    whole = predict(*args, f"output={tmp_path}/whole.msp")
+    assert whole.kept == 40
+    out = tmp_path / "out.msp"
+    at = random.Random(0).randint(2, 39)  # a point inside the output
+    killed = subprocess.run([sys.executable, "-c", KILLED_PREDICT, str(at), *args, f"output={out}"],
+                            cwd=PROJECT_ROOT, env={**os.environ, "PYTHONPATH": str(PROJECT_ROOT)},
+                            capture_output=True, text=True, timeout=120)
+    assert killed.returncode == -9, killed.stderr[-2000:]
+    assert not out.exists() and len(list(tmp_path.glob(".out.msp.*.tmp"))) == 1  # nothing half-written is out
+    predict(*args, f"output={out}")
+    assert out.read_bytes() == (tmp_path / "whole.msp").read_bytes()
+    assert not list(tmp_path.glob(".*.tmp"))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -124,7 +125,7 @@ def test_transfer_soft_labels_are_sharded_filtered_and_resumed(compose_cfg, teac
     # resume: a lost shard and a killed writer's temporary file; only that shard is rebuilt
     before = {p.name: p.stat().st_mtime_ns for p in shards}
     shards[2].unlink()
-    (folder / ".shard-00001.h5.999.deadbeef.tmp").write_bytes(b"half")
+    (folder / f".shard-00002.h5.999999999@{socket.gethostname()}.deadbeef.tmp").write_bytes(b"half")
     again = ensure_transfer_set(cfg, ctx)
     assert not list(folder.glob(".*.tmp"))
     after = {p.name: p.stat().st_mtime_ns for p in sorted(folder.glob("shard-*.h5"))}

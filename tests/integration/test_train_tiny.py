@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 from pathlib import Path
 
 import pytest
@@ -98,3 +99,18 @@ def test_missing_input_files_end_the_command_in_one_line(compose_cfg, tmp_path: 
     with pytest.raises(SystemExit, match=r"^nextims.train: no such file: transfer.sources.1=gone.smi$"):
         sources = "transfer.sources=[${paths.bundled_dir}/transfer/moses_every5th.smi.xz,gone.smi]"
         check_inputs(compose_cfg([*TINY, "phase=student", sources]))
+
+
+def test_changed_data_at_the_same_path_starts_afresh(compose_cfg, tmp_path: Path,
+                                                      caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO, logger="nextims")
+    data = tmp_path / "records.jsonl"
+    lines = (Path(__file__).parents[1] / "data" / "massbank_tiny.jsonl").read_text().splitlines(keepends=True)
+    data.write_text("".join(lines))
+    train(compose_cfg(TINY + ["model=neims", f"data.path={data}"]))
+    train(compose_cfg(TINY + ["model=neims", f"data.path={data}"]))
+    assert "resumed from" in caplog.text and "trained on other data" not in caplog.text
+    data.write_text("".join(lines[10:]))  # the same path, other records
+    caplog.clear()
+    train(compose_cfg(TINY + ["model=neims", f"data.path={data}"]))
+    assert "resumed from" not in caplog.text and "trained on other data" in caplog.text

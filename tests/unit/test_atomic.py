@@ -4,7 +4,11 @@ from __future__ import annotations
 
 import json
 import os
+import signal
+import socket
 import stat
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -76,3 +80,32 @@ def test_failed_write_leaves_neither_file_nor_temporary(tmp_path: Path) -> None:
     with atomic_path(tmp_path / "sub" / "new.txt") as tmp:
         tmp.write_text(json.dumps([1]))
     assert json.loads((tmp_path / "sub" / "new.txt").read_text()) == [1]
+
+
+KILLED_WRITER = """
+import os, signal, sys
+from nextims.io.atomic import atomic_open
+with atomic_open(sys.argv[1]) as out:
+    out.write("half")
+    out.flush()
+    os.kill(os.getpid(), signal.SIGKILL)
+"""
+
+
+def test_the_next_write_removes_temporaries_of_killed_writers_only(tmp_path: Path) -> None:
+    target = tmp_path / "out[1].msp"  # glob characters in the name are matched literally
+    root = Path(__file__).resolve().parents[2]
+    killed = subprocess.run([sys.executable, "-c", KILLED_WRITER, str(target)], cwd=root, timeout=60,
+                            env={**os.environ, "PYTHONPATH": str(root)})
+    assert killed.returncode == -signal.SIGKILL
+    left = list(tmp_path.glob(".*.tmp"))
+    assert len(left) == 1 and left[0].read_text() == "half" and not target.exists()
+    running = tmp_path / f".{target.name}.{os.getppid()}@{socket.gethostname()}.abc.tmp"  # a live writer's
+    elsewhere = tmp_path / f".{target.name}.1@another-machine.abc.tmp"  # a writer on another machine's
+    other = tmp_path / f".other.msp.999999999@{socket.gethostname()}.abc.tmp"  # a dead writer's, of another file
+    for path in (running, elsewhere, other):
+        path.write_text("")
+    with atomic_open(target) as out:
+        out.write("whole")
+    assert target.read_text() == "whole"
+    assert sorted(p.name for p in tmp_path.glob(".*.tmp")) == sorted(p.name for p in (running, elsewhere, other))

@@ -118,6 +118,12 @@ def test_killed_writer_leaves_nothing_that_is_used(tmp_path: Path) -> None:
     assert leftovers and not cache_is_valid(leftovers[0], key, format_version=BDE_CACHE_VERSION)
     build_cache(tiny_model(), "model-sha", IDS, SMILES, path, key, data_hash)
     assert cache_is_valid(path, key, format_version=BDE_CACHE_VERSION) and len(BDECache(path)) == 4
+    assert not list(tmp_path.glob(".*.tmp"))  # the killed writer's file is removed by the next write
+    whole = tmp_path / "uninterrupted" / path.name
+    build_cache(tiny_model(), "model-sha", IDS, SMILES, whole, key, data_hash)
+    resumed, fresh = BDECache(path), BDECache(whole)
+    for compound in IDS:
+        assert np.array_equal(resumed[compound], fresh[compound]), compound
 
 
 def test_ensure_cache_reuses_and_rebuilds(compose_cfg, tmp_path: Path, caplog) -> None:

@@ -232,6 +232,10 @@ def test_killed_writer_leaves_no_usable_cache(tmp_path):
     features = build_or_load(ids, smiles, MolGraphFeaturizer(), 512, 2, cache_dir, block_size=100)
     assert cache_is_valid(features.path, features.key)
     assert len(features) == 400 and features.masses[-1] == 16
+    assert not list(cache_dir.glob(".*.tmp"))  # the killed writer's file is removed by the next write
+    whole = build_or_load(ids, smiles, MolGraphFeaturizer(), 512, 2, tmp_path / "uninterrupted", block_size=100)
+    assert np.array_equal(features.fingerprints, whole.fingerprints)
+    assert np.array_equal(features.masses, whole.masses)
 
 
 class _Rows(Dataset):

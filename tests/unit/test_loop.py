@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from nextims.errors import InputError
 from nextims.training.checkpoint import load_checkpoint
 from nextims.training.loop import fit
 
@@ -19,7 +20,8 @@ class Crash(Exception):
 
 
 def run(ckpt_dir: Path, max_epochs: int, resume: bool = True, schedule: str = "none", crash_at: int = 0,
-        ema_decay: float | None = None, record: list | None = None, keep: str = "all", logged: list | None = None):
+        ema_decay: float | None = None, record: list | None = None, keep: str = "all", logged: list | None = None,
+        data_key: str = ""):
     """Fit a linear model; with crash_at=n the run dies during epoch n (after n - 1 checkpoints)."""
     torch.manual_seed(0)
     model = torch.nn.Linear(4, 1)
@@ -47,7 +49,7 @@ def run(ckpt_dir: Path, max_epochs: int, resume: bool = True, schedule: str = "n
            "mode": "min", "grad_clip": 1.0, "resume": resume, "lr_schedule": schedule, "lr_patience": 1,
            "ema_decay": ema_decay, "keep_checkpoints": keep}
     log = (lambda metrics, step: None) if logged is None else (lambda metrics, step: logged.append((step, metrics)))
-    state = fit(model, loss_step, batches, validate, cfg, ckpt_dir, log=log, batches_per_epoch=4)
+    state = fit(model, loss_step, batches, validate, cfg, ckpt_dir, log=log, batches_per_epoch=4, data_key=data_key)
     return model, state
 
 
@@ -80,6 +82,28 @@ def test_best_weights_restored_and_checkpoints_written(tmp_path: Path) -> None:
 def test_no_resume_starts_over(tmp_path: Path) -> None:
     run(tmp_path, max_epochs=2)
     _, state = run(tmp_path, max_epochs=1, resume=False)
+    assert state.epoch == 1
+
+
+def test_a_checkpoint_of_other_data_is_not_resumed(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    run(tmp_path, max_epochs=2, data_key="old-records")
+    same, changed = [], []
+    run(tmp_path, max_epochs=3, data_key="old-records", record=same)
+    assert len(same) == 4  # resumed after epoch 2: one epoch of 4 steps
+    run(tmp_path, max_epochs=3, data_key="new-records", record=changed)
+    assert len(changed) == 12  # three epochs: trained afresh
+    assert "trained on other data" in caplog.text and "training starts afresh" in caplog.text
+    assert load_checkpoint(tmp_path / "last.ckpt")["data_key"] == "new-records"
+
+
+def test_a_truncated_checkpoint_is_named_with_the_way_out(tmp_path: Path) -> None:
+    run(tmp_path, max_epochs=1)
+    last = tmp_path / "last.ckpt"
+    last.write_bytes(last.read_bytes()[: last.stat().st_size // 2])
+    with pytest.raises(InputError, match=rf"^checkpoint {last} cannot be read \(.*\): delete it, or run with "
+                                         r"trainer.resume=false to train from the start$"):
+        run(tmp_path, max_epochs=2)
+    _, state = run(tmp_path, max_epochs=1, resume=False)  # the way out works
     assert state.epoch == 1
 
 
