@@ -1,8 +1,10 @@
 """Reading prediction inputs that are not clean: undecodable lines, files that are not text, byte-order marks
-and broken SD records; structures that are salts, isotope-labelled or radicals."""
+and broken SD records; structures that are salts, isotope-labelled or radicals, and molecules a model predicts
+no peak for."""
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 
@@ -13,7 +15,7 @@ from rdkit import Chem
 
 from nextims.data.molecules import ChunkPreparer, InputMolecule, read_molecules
 from nextims.errors import InputError
-from nextims.predict import tsv_field
+from nextims.predict import compose_predict, run_predict, tsv_field
 
 
 def failures(path: Path, **columns: str) -> tuple[list[str], list[tuple[str, str, str]]]:
@@ -165,3 +167,22 @@ def test_a_radical_gets_a_note_naming_its_atoms_and_the_closed_shell_molecule() 
     assert mol.note == ("radical (unpaired electrons: [N] 1), predicted as written; if hydrogens were left out, the "
                         "closed-shell molecule is CNC")
 
+
+def test_the_teacher_lists_methane_and_the_methyl_radical_with_an_actionable_reason(tmp_path: Path) -> None:
+    smi = tmp_path / "in.smi"
+    smi.write_text("C methane\n[CH3] methyl\nC[N]C dimethylaminyl\nCC(=O)[O-].[Na+] sodium_acetate\n")
+    out = tmp_path / "out.json"
+    report = run_predict(compose_predict([f"input={smi}", f"output={out}", "model=teacher", "workers=0", "device=cpu",
+                                          "progress=false"]))
+    assert report.kept == 2 and dict(report.dropped) == {"empty_prediction": 2}
+    rows = [line.split("\t") for line in (tmp_path / "out.json.errors.tsv").read_text().splitlines()[1:]]
+    no_peak = "teacher_massbank predicts no peak at m/z 1-500 for this molecule"
+    others = "try another model (model=student, model=neims)"
+    assert rows == [["methane", "empty_prediction", f"{no_peak} (nominal mass 16); {others}"],
+                    ["methyl", "empty_prediction", f"{no_peak} (nominal mass 15); {others}; radical (unpaired "
+                     "electrons: [CH3] 1), predicted as written; if hydrogens were left out, the closed-shell "
+                     "molecule is C"]]
+    aminyl, acetate = json.loads(out.read_text())
+    assert "; radical (unpaired electrons: [N] 1)" in aminyl["comments"]
+    assert (acetate["smiles"], acetate["formula"], acetate["mw"]) == ("CC(=O)O", "C2H4O2", 60)
+    assert acetate["comments"].endswith("; neutralised from CC(=O)[O-]")
