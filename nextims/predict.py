@@ -6,7 +6,7 @@ import itertools
 import json
 import os
 from pathlib import Path
-from typing import Any, Callable, Iterable, Iterator
+from typing import Any, Callable, Iterable, Iterator, Mapping
 
 import hydra
 from hydra import compose, initialize
@@ -15,7 +15,7 @@ from omegaconf import DictConfig, OmegaConf
 from tqdm import tqdm
 
 from nextims.config import conf_dir, register_resolvers
-from nextims.data.molecules import InputMolecule, prepared_chunks, read_molecules
+from nextims.data.molecules import InputMolecule, PreparedMolecule, prepared_chunks, read_molecules
 from nextims.errors import DropReport, InputError
 from nextims.config_schema import check_predict_schema
 from nextims.io.atomic import atomic_open
@@ -85,6 +85,15 @@ def input_molecules(cfg: DictConfig) -> Iterator[InputMolecule]:
     return items if first is None else itertools.chain([first], items)
 
 
+def empty_prediction_detail(predictor: SpectrumPredictor, mol: PreparedMolecule, shipped: Mapping[str, str]) -> str:
+    """Why a molecule got no spectrum (the model put no intensity on any m/z), the shipped models to try instead
+    (shipped: kind -> weights name) and the molecule's note."""
+    others = ", ".join(f"model={kind}" for kind, name in shipped.items() if name != predictor.name)
+    detail = (f"{predictor.name} predicts no peak at m/z 1-{predictor.max_mz} for this molecule (nominal mass "
+              f"{mol.mass}); try another model ({others})")
+    return detail + (f"; {mol.note}" if mol.note else "")
+
+
 def predicted_spectra(predictor: SpectrumPredictor, items: Iterable[InputMolecule], cfg: DictConfig,
                       report: DropReport, failures: list[tuple[str, str, str]]) -> Iterator[Spectrum]:
     """Stream predicted spectra in batches, prepared by cfg.workers processes; molecules that fail are counted,
@@ -103,8 +112,9 @@ def predicted_spectra(predictor: SpectrumPredictor, items: Iterable[InputMolecul
                                                "inchikey": mol.inchikey, "formula": mol.formula, "mw": mol.mass,
                                                "comments": comment}, min_relative=float(cfg.min_relative_intensity))
             if not len(spectrum):
-                report.drop("empty_prediction", mol.name)
-                failures.append((mol.name, "empty_prediction", ""))
+                detail = empty_prediction_detail(predictor, mol, cfg.shipped)
+                report.drop("empty_prediction", mol.name, detail)
+                failures.append((mol.name, "empty_prediction", detail))
                 continue
             report.keep()
             yield spectrum

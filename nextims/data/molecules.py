@@ -8,7 +8,7 @@ import csv
 import io
 import itertools
 import multiprocessing
-from collections import deque
+from collections import Counter, deque
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator
@@ -28,6 +28,7 @@ from nextims.io.text import inner_suffix, open_binary
 # Matches any atom of an element outside ELEMENTS (one substructure search instead of a Python loop over atoms).
 _EXOTIC_ATOM = Chem.MolFromSmarts(
     "[" + "&".join(f"!#{Chem.GetPeriodicTable().GetAtomicNumber(e)}" for e in ELEMENTS) + "]")
+_CARBON = Chem.MolFromSmarts("[#6]")
 
 
 @dataclass
@@ -182,28 +183,81 @@ def read_molecules(source: str, smiles_column: str = "smiles", name_column: str 
                     yield InputMolecule(parts[1].strip() if len(parts) > 1 else f"line{i}", parts[0])
 
 
+def _neutralised(mol: Chem.Mol, record: str) -> tuple[Chem.Mol, str]:
+    """mol with a net charge removed by adding or removing hydrogens, and a note saying so (a neutral molecule,
+    zwitterions included, is returned as it is, with no note); RecordError "net_charge" when hydrogens cannot
+    neutralise it (a quaternary ammonium) or it is an inorganic ion."""
+    charge = Chem.GetFormalCharge(mol)
+    if charge == 0:
+        return mol, ""
+    charged = Chem.MolToSmiles(mol)
+    if not mol.HasSubstructMatch(_CARBON):
+        raise RecordError(record, "net_charge", f"charge {charge:+d} of {charged}, an inorganic ion")
+    with rdBase.BlockLogs():
+        neutral = rdMolStandardize.Uncharger().uncharge(mol)
+    if Chem.GetFormalCharge(neutral) != 0:
+        raise RecordError(record, "net_charge",
+                          f"charge {charge:+d} of {charged}, which adding or removing hydrogens cannot neutralise")
+    return neutral, f"neutralised from {charged}"
+
+
+def _check_unlabelled(mol: Chem.Mol, record: str) -> None:
+    """Refuse isotope labels (RecordError "isotope_label" naming them and the unlabelled compound): the models
+    predict natural-abundance spectra at unit m/z, which a label's mass shift would contradict."""
+    labels = Counter(f"{a.GetIsotope()}{a.GetSymbol()}" for a in mol.GetAtoms() if a.GetIsotope())
+    if not labels:
+        return
+    unlabelled = Chem.Mol(mol)
+    for atom in unlabelled.GetAtoms():
+        atom.SetIsotope(0)
+    named = ", ".join(f"{n} x {label}" for label, n in sorted(labels.items()))
+    raise RecordError(record, "isotope_label",
+                      f"{named}; the models predict natural-abundance spectra: remove the labels to predict the "
+                      f"unlabelled compound {Chem.MolToSmiles(Chem.RemoveHs(unlabelled))}")
+
+
+def _radical_note(mol: Chem.Mol) -> str:
+    """A note naming the atoms with unpaired electrons and the closed-shell molecule that hydrogens in their
+    place would make ("" when there are none)."""
+    radicals = [a for a in mol.GetAtoms() if a.GetNumRadicalElectrons()]
+    if not radicals:
+        return ""
+    closed = Chem.RWMol(mol)
+    for radical in radicals:
+        atom = closed.GetAtomWithIdx(radical.GetIdx())
+        atom.SetNumExplicitHs(atom.GetTotalNumHs() + atom.GetNumRadicalElectrons())
+        atom.SetNumRadicalElectrons(0)
+        atom.SetNoImplicit(True)
+    Chem.SanitizeMol(closed)
+    named = ", ".join(f"{Chem.MolFragmentToSmiles(mol, [a.GetIdx()])} {a.GetNumRadicalElectrons()}" for a in radicals)
+    return (f"radical (unpaired electrons: {named}), predicted as written; if hydrogens were left out, "
+            f"the closed-shell molecule is {Chem.MolToSmiles(closed)}")
+
+
 def prepare_molecule(item: InputMolecule, max_mass: int,
                      max_heavy_atoms: int = 100) -> tuple[Chem.Mol, PreparedMolecule]:
-    """Parse and standardise: keep the largest organic fragment; reject charged, too-large or exotic molecules.
-    Returns the standardised molecule and its description."""
+    """Parse and standardise: keep the largest organic fragment and neutralise it; reject charges hydrogens
+    cannot remove, isotope labels, too-large or exotic molecules; note radicals. Returns the standardised
+    molecule and its description."""
     if item.error:
         raise RecordError(item.name, *item.error)
     if not item.smiles:
         raise RecordError(item.name, "bad_smiles", "no structure")
     mol = mol_from_smiles(item.smiles, item.name)
-    note = ""
+    fragment = ""
     if len(Chem.GetMolFrags(mol)) > 1:
         with rdBase.BlockLogs():
             mol = rdMolStandardize.LargestFragmentChooser(preferOrganic=True).choose(mol)
-        note = f"largest organic fragment of {item.smiles}"
-    if Chem.GetFormalCharge(mol) != 0:
-        raise RecordError(item.name, "net_charge", f"charge {Chem.GetFormalCharge(mol):+d}")
+        fragment = f"largest organic fragment of {item.smiles}"
+    mol, neutralised = _neutralised(mol, item.name)
     if mol.HasSubstructMatch(_EXOTIC_ATOM):
         exotic = sorted({a.GetSymbol() for a in mol.GetAtoms()} - set(ELEMENTS))
         raise RecordError(item.name, "unsupported_element", ",".join(exotic))
+    _check_unlabelled(mol, item.name)
     mass = nominal_mass(mol)
     if mol.GetNumHeavyAtoms() > max_heavy_atoms or mass > max_mass:
         raise RecordError(item.name, "too_large", f"{mol.GetNumHeavyAtoms()} heavy atoms, nominal mass {mass}")
+    note = "; ".join(n for n in (fragment, neutralised, _radical_note(mol)) if n)
     return mol, PreparedMolecule(item.name, Chem.MolToSmiles(mol), Chem.MolToInchiKey(mol),
                                  rdMolDescriptors.CalcMolFormula(mol), mass, note)
 
