@@ -21,6 +21,7 @@ RESOLVERS = {
     "nextims.bundled_data": lambda: str(resources.bundled_data_dir()),
     "nextims.fetched_data": lambda: str(resources.fetched_data_dir()),
     "nextims.cwd": lambda: str(resources.work_dir()),
+    "nextims.min": lambda *values: min(values),
 }
 
 

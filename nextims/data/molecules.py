@@ -25,6 +25,8 @@ from nextims.data.sites import CleavageSites, fingerprint_and_sites
 from nextims.errors import InputError, RecordError
 from nextims.io.text import inner_suffix, open_binary
 
+# Bump when prepare_molecule keeps, refuses or changes molecules differently (joins the keys of what it made).
+PREPARE_VERSION = 2
 # Matches any atom of an element outside ELEMENTS (one substructure search instead of a Python loop over atoms).
 _EXOTIC_ATOM = Chem.MolFromSmarts(
     "[" + "&".join(f"!#{Chem.GetPeriodicTable().GetAtomicNumber(e)}" for e in ELEMENTS) + "]")

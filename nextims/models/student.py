@@ -139,7 +139,7 @@ class StudentMoE(nn.Module):
         self.cleavage_head = (SiteCleavageHead(fp_dim, hidden_dim, num_bins, site_dim,
                                                cleavage_shifts or HYDROGEN_SHIFTS) if cleavage_head else None)
         self.dropout = nn.Dropout(dropout)
-        self.blocks = nn.ModuleList([MoEResidualBlock(hidden_dim, num_experts, min(top_k, num_experts), bottleneck,
+        self.blocks = nn.ModuleList([MoEResidualBlock(hidden_dim, num_experts, top_k, bottleneck,
                                                       dropout) for _ in range(num_blocks)])
         self.norm = nn.LayerNorm(hidden_dim)
         self.head = BidirectionalSpectrumHead(hidden_dim, num_bins, reverse_margin)

@@ -22,7 +22,7 @@ from tqdm import tqdm
 
 from nextims.data.cache import atomic_h5, cache_is_valid, content_hash, file_sha256
 from nextims.data.featurize import FEATURE_VERSION
-from nextims.data.molecules import prepared_chunks
+from nextims.data.molecules import PREPARE_VERSION, prepared_chunks
 from nextims.data.sites import SITES_VERSION
 from nextims.data.transfer import TransferSet, read_smiles_lines, write_shard
 from nextims.errors import DropReport
@@ -57,7 +57,7 @@ def transfer_key(cfg: DictConfig, teacher: Path, sources: list[Path], excluded: 
     return content_hash("transfer", TRANSFER_VERSION, weights_digest(teacher), [file_sha256(p) for p in sources],
                         sorted(excluded), int(cfg.featurizer.fp_bits), int(cfg.featurizer.fp_radius), SITES_VERSION,
                         FEATURE_VERSION, int(cfg.data.max_mz), int(t.shard_size), t.get("limit"),
-                        int(t.max_heavy_atoms))
+                        int(t.max_heavy_atoms), PREPARE_VERSION)
 
 
 def _teacher(cfg: DictConfig, path: Path) -> SpectrumPredictor:
