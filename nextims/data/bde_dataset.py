@@ -16,7 +16,8 @@ import h5py
 import numpy as np
 from rdkit import Chem
 
-from nextims.data.bde_db2 import BDERow, SET_NAMES, group_by_molecule, read_rows, validate_molecule
+from nextims.data.bde_db2 import (VALUE_RANGE, BDERow, SET_NAMES, group_by_molecule, read_rows,
+                                  validate_molecule)
 from nextims.data.bde_graphs import MolArrays, PackedGraphs, featurizer_signature, mol_arrays
 from nextims.data.cache import atomic_h5, cache_is_valid, content_hash, file_sha256
 from nextims.data.splits import SPLIT_NAMES, hash_split
@@ -25,7 +26,7 @@ from nextims.errors import DropReport
 log = logging.getLogger(__name__)
 
 # Bump whenever validation, targets or the file layout change (invalidates the table caches).
-BDE_TABLE_VERSION = 3
+BDE_TABLE_VERSION = 4
 _CHUNK = 512
 _COMPRESSION = {"compression": "gzip", "compression_opts": 4, "shuffle": True}
 Entry = tuple[str, str, MolArrays, np.ndarray, np.ndarray, int]
@@ -133,25 +134,27 @@ def _read(path: Path) -> BDEDataset:
 
 
 def build_or_load_table(path: str | Path, cache_dir: str | Path, columns: Mapping[str, str] | None = None,
-                        propagate: bool = True, workers: int = 1) -> BDEDataset:
+                        propagate: bool = True, workers: int = 1,
+                        value_range: tuple[float, float] = VALUE_RANGE) -> BDEDataset:
     """A BDE table, validated and featurized, from `cache_dir/bde-table-<key16>.h5` when valid, else built there.
 
-    The key holds the sha256 of the file's bytes, the column mapping, the featurizer and the code version,
-    so an edited file or new code rebuilds it; the file is written atomically.
+    The key holds the sha256 of the file's bytes, the column mapping, the allowed value range, the featurizer
+    and the code version, so an edited file or new code rebuilds it; the file is written atomically.
     """
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"no BDE table {path} (see data/bde/README.md: python -m nextims.prepare bde)")
     columns = dict(columns or {})
     sha = file_sha256(path)
-    key = content_hash("bde-table", BDE_TABLE_VERSION, sha, columns, bool(propagate), featurizer_signature())
+    key = content_hash("bde-table", BDE_TABLE_VERSION, sha, columns, bool(propagate), value_range,
+                       featurizer_signature())
     cache = Path(cache_dir) / f"bde-table-{key[:16]}.h5"
     if cache_is_valid(cache, key):
         log.info("reusing BDE table cache %s", cache)
         return _read(cache)
     start = time.perf_counter()
     report = DropReport(name=f"BDE rows of {path.name}")
-    groups = group_by_molecule(read_rows(path, columns, report))
+    groups = group_by_molecule(read_rows(path, columns, report, value_range))
     entries = _validate_all(groups, propagate, workers, report)
     meta = {"source": path.name, "sha256": sha, "molecules_in_file": len(groups), "molecules": len(entries),
             "propagated_bonds": int(sum(e[5] for e in entries)),
@@ -163,8 +166,8 @@ def build_or_load_table(path: str | Path, cache_dir: str | Path, columns: Mappin
 
 
 def assign_split(data: BDEDataset, split_cfg: Mapping[str, Any]) -> np.ndarray:
-    """train/val/test per molecule: the table's set column (method column, or auto when every molecule has
-    one), else a salted hash of the canonical SMILES (method hash)."""
+    """train/val/test per molecule: the table's set column (method column, or auto when the table has one; rows
+    with another set are dropped when read), else a salted hash of the canonical SMILES (method hash)."""
     method = split_cfg.get("method", "auto")
     has_column = len(data.sets) > 0 and bool(np.all(np.isin(data.sets, SPLIT_NAMES)))
     if method == "column" and not has_column:
@@ -177,10 +180,22 @@ def assign_split(data: BDEDataset, split_cfg: Mapping[str, Any]) -> np.ndarray:
                       salt=str(split_cfg.get("salt", "nextims-bde-v1")))
 
 
+def _value_range(cfg: Mapping[str, Any]) -> tuple[float, float]:
+    """`bde_data.value_range` (kcal/mol, for bde and bdfe), VALUE_RANGE when unset; ValueError when malformed."""
+    value = cfg.get("value_range") or VALUE_RANGE
+    try:
+        low, high = (float(v) for v in value)
+    except (TypeError, ValueError):
+        raise ValueError(f"bde_data.value_range must be [low, high] in kcal/mol, not {value!r}") from None
+    if not low < high:
+        raise ValueError(f"bde_data.value_range {value!r}: low must be below high")
+    return low, high
+
+
 def load_bde_table(cfg: Mapping[str, Any], cache_dir: str | Path) -> BDEDataset:
     """The table a `bde_data` config describes, with its split assigned."""
     data = build_or_load_table(cfg["path"], cache_dir, cfg.get("columns"), bool(cfg.get("propagate_symmetric", True)),
-                               int(cfg.get("workers") or 1))
+                               int(cfg.get("workers") or 1), _value_range(cfg))
     data.split = assign_split(data, dict(cfg.get("split") or {}))
     return data
 
@@ -201,7 +216,7 @@ def load_heldout_sets(cfg: Mapping[str, Any], cache_dir: str | Path, table: BDED
     out = []
     for name, spec in (cfg.get("heldout") or {}).items():
         data = build_or_load_table(spec["path"], cache_dir, spec.get("columns"),
-                                   bool(cfg.get("propagate_symmetric", True)))
+                                   bool(cfg.get("propagate_symmetric", True)), value_range=_value_range(cfg))
         keep = data.has_target()
         excluded = 0
         if spec.get("exclude_training_molecules", False):

@@ -1,17 +1,18 @@
 """BDE-db2-format tables of homolytic bond-dissociation energies: streamed reading and row validation.
 
-A table has one row per broken bond: `molecule` (SMILES), `bond_index` (RDKit bond index in the molecule
-after `Chem.AddHs`), `fragment1`, `fragment2` (the two radicals' SMILES), `bde` and optionally `bdfe`
-(kcal/mol) and `set` (train/valid/test). Other columns (rid, bond_type, bdscfe, an unnamed index) are
-ignored. A row is valid when its SMILES parses, the bond exists, and breaking it gives its fragments.
+A table has one row (one line) per broken bond: `molecule` (SMILES), `bond_index` (RDKit bond index in the
+molecule after `Chem.AddHs`), `fragment1`, `fragment2` (the two radicals' SMILES), `bde` and optionally
+`bdfe` (kcal/mol) and `set` (train/valid/test; a row with any other set, or none, in a table that has the
+column is dropped). Other columns (rid, bond_type, bdscfe, an unnamed index) are ignored. A row is valid
+when its SMILES parses, the bond exists, and breaking it gives its fragments.
 """
 
 from __future__ import annotations
 
 import csv
-import io
 import math
 from collections.abc import Iterable, Iterator, Mapping
+from contextlib import closing
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -20,12 +21,14 @@ import numpy as np
 from rdkit import Chem, rdBase
 
 from nextims.data.featurize import mol_from_smiles
-from nextims.errors import DropReport, RecordError, handle
-from nextims.io.text import open_binary
+from nextims.errors import DropReport, InputError, RecordError, handle
+from nextims.io.text import RawRecord, decode_record, location, split_records
 
 REQUIRED_COLUMNS = ("molecule", "bond_index", "fragment1", "fragment2", "bde")
 OPTIONAL_COLUMNS = ("bdfe", "set")
 SET_NAMES = {"train": "train", "valid": "val", "val": "val", "validation": "val", "test": "test"}
+# Allowed bde and bdfe (kcal/mol): the bundled tables span -6.2 to 270.4 (bde) and -14.5 to 260.8 (bdfe).
+VALUE_RANGE = (-50.0, 300.0)
 
 _REMOVE_HS = Chem.RemoveHsParameters()
 _REMOVE_HS.removeDefiningBondStereo = True  # a vinyl radical's H would otherwise stay explicit
@@ -57,7 +60,7 @@ class MoleculeTargets:
 
 
 def _column_positions(header: list[str], columns: Mapping[str, str], path: Path) -> dict[str, int]:
-    """Where each of our columns is in the file's header (ValueError naming the missing ones)."""
+    """Where each of our columns is in the file's header (InputError naming the missing ones)."""
     names = [h.strip() for h in header]
     positions = {}
     for ours in REQUIRED_COLUMNS + OPTIONAL_COLUMNS:
@@ -66,19 +69,36 @@ def _column_positions(header: list[str], columns: Mapping[str, str], path: Path)
             positions[ours] = names.index(theirs)
     missing = [columns.get(c, c) for c in REQUIRED_COLUMNS if c not in positions]
     if missing:
-        raise ValueError(f"{path}: no column {', '.join(missing)} in the header {names}")
+        raise InputError(f"{path}: no column {', '.join(missing)} in the header {names}")
     return positions
 
 
-def _parse_row(fields: list[str], positions: dict[str, int], record: str) -> BDERow:
-    """A BDERow from one CSV line's fields, or RecordError (bad_row, bad_value)."""
-    if len(fields) <= max(positions.values()):
-        raise RecordError(record, "bad_row", f"{len(fields)} fields")
-    get = {k: fields[i].strip() for k, i in positions.items()}
+def _fields(raw: RawRecord, where: str) -> list[str]:
+    """The CSV fields of one physical line, or RecordError (encoding, bad_csv, truncated).
+
+    A row is one line: a quote that does not close on its line costs that line only, never the lines after it.
+    """
+    if not raw.data:  # split_records' mark of a compressed stream that ends early
+        raise RecordError(where, "truncated", "the compressed stream ends early: rows from here on are lost")
+    text = decode_record(raw, "utf-8", lambda _: None, where)
     try:
-        bond_index = int(get["bond_index"])
-    except ValueError:
-        raise RecordError(record, "bad_row", f"bond_index {get['bond_index']!r} is not an integer") from None
+        return next(csv.reader([text], strict=True))
+    except csv.Error as err:
+        raise RecordError(where, "bad_csv", f"{err} (a quote must close on its own line)") from None
+
+
+def _header(raw: RawRecord | None, path: Path) -> list[str]:
+    """The header's fields; InputError when the file is empty or its first line is not CSV text."""
+    if raw is None:
+        raise InputError(f"{path} is empty")
+    try:
+        return _fields(raw, location(path, raw))
+    except RecordError as err:
+        raise InputError(f"{path}: unreadable header ({err})") from None
+
+
+def _energies(get: dict[str, str], record: str, value_range: tuple[float, float]) -> tuple[float, float]:
+    """(bde, bdfe) of a row, bdfe NaN when empty; RecordError bad_value, or out_of_range outside value_range."""
     try:
         bde = float(get["bde"])
         bdfe = float(get["bdfe"]) if get.get("bdfe") else math.nan
@@ -86,31 +106,57 @@ def _parse_row(fields: list[str], positions: dict[str, int], record: str) -> BDE
         raise RecordError(record, "bad_value", str(err)) from None
     if not math.isfinite(bde) or math.isinf(bdfe):
         raise RecordError(record, "bad_value", f"bde {get['bde']!r}, bdfe {get.get('bdfe')!r}")
+    low, high = value_range
+    outside = [f"{name} {get[name]}" for name, v in (("bde", bde), ("bdfe", bdfe)) if v < low or v > high]
+    if outside:
+        raise RecordError(record, "out_of_range", f"{', '.join(outside)} not in [{low:g}, {high:g}] kcal/mol")
+    return bde, bdfe
+
+
+def _set_name(get: dict[str, str], record: str) -> str:
+    """The row's set ("" without a set column); RecordError unknown_set when it is not one of SET_NAMES."""
+    name = get.get("set", "")
+    if "set" in get and name.lower() not in SET_NAMES:
+        raise RecordError(record, "unknown_set", f"set {name!r} is not one of {', '.join(SET_NAMES)}")
+    return name
+
+
+def _parse_row(fields: list[str], width: int, positions: dict[str, int], record: str,
+               value_range: tuple[float, float]) -> BDERow:
+    """A BDERow from one CSV line's fields, or RecordError (bad_row, bad_value, out_of_range, unknown_set)."""
+    if len(fields) != width:
+        raise RecordError(record, "bad_row", f"{len(fields)} fields, the header has {width}")
+    get = {k: fields[i].strip() for k, i in positions.items()}
+    try:
+        bond_index = int(get["bond_index"])
+    except ValueError:
+        raise RecordError(record, "bad_row", f"bond_index {get['bond_index']!r} is not an integer") from None
+    bde, bdfe = _energies(get, record, value_range)
     return BDERow(record, get["molecule"], bond_index, (get["fragment1"], get["fragment2"]), bde, bdfe,
-                  get.get("set", ""))
+                  _set_name(get, record))
 
 
-def read_rows(path: str | Path, columns: Mapping[str, str] | None = None,
-              report: DropReport | None = None) -> Iterator[BDERow]:
-    """Stream the rows of a BDE-db2-format CSV (plain, .gz, .xz or .bz2).
+def read_rows(path: str | Path, columns: Mapping[str, str] | None = None, report: DropReport | None = None,
+              value_range: tuple[float, float] = VALUE_RANGE) -> Iterator[BDERow]:
+    """Stream the rows of a BDE-db2-format CSV (plain, .gz, .xz or .bz2), one row per line.
 
     `columns` maps our column names to the file's where they differ (e.g. {"molecule": "smiles",
-    "bde": "exp_kcal_mol"}). Malformed rows raise RecordError, or are counted in report and skipped.
+    "bde": "exp_kcal_mol"}). A row needs as many fields as the header, bde (and bdfe, when given) within
+    value_range (kcal/mol) and, in a table with a set column, a set of SET_NAMES. Bad rows raise RecordError,
+    or are counted in report and skipped; a compressed stream that ends early counts once as `truncated`.
     """
     path = Path(path)
-    with open_binary(path) as raw, io.TextIOWrapper(raw, encoding="utf-8-sig", newline="") as text:
-        reader = csv.reader(text)
-        header = next(reader, None)
-        if header is None:
-            raise ValueError(f"{path} is empty")
+    with closing(split_records(path)) as records:
+        header = _header(next(records, None), path)
         positions = _column_positions(header, dict(columns or {}), path)
-        for fields in reader:
-            if not any(f.strip() for f in fields):
-                continue
+        for raw in records:
+            where = location(path, raw)
             try:
-                yield _parse_row(fields, positions, f"{path.name}:{reader.line_num}")
+                row = _parse_row(_fields(raw, where), len(header), positions, where, value_range)
             except RecordError as err:
                 handle(err, report)
+                continue
+            yield row
 
 
 def group_by_molecule(rows: Iterable[BDERow]) -> dict[str, list[BDERow]]:

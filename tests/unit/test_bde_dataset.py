@@ -47,6 +47,32 @@ def test_split_by_set_column_or_hash(tmp_path: Path) -> None:
     assert np.array_equal(split, assign_split(release, {"fractions": [0.5, 0.25, 0.25], "salt": "s"}))
 
 
+def test_a_misspelt_set_drops_its_row_and_leaves_the_split_alone(tmp_path: Path) -> None:
+    lines = (DATA / "tiny.csv").read_text().splitlines(keepends=True)
+    first = lines[1].rsplit(",", 1)[0]
+    lines[1] = first + ",trian\n"  # the first of its molecule's 9 rows
+    table = tmp_path / "table.csv"
+    table.write_text("".join(lines))
+    original = load_bde_table({"path": str(DATA / "tiny.csv")}, tmp_path / "a")
+    misspelt = load_bde_table({"path": str(table)}, tmp_path / "b")
+    assert dict(misspelt.report.dropped) == {"unknown_set": 1}
+    assert misspelt.report.examples["unknown_set"][0].startswith("table.csv:2: set 'trian'")
+    assert misspelt.report.kept == 258
+    assert dict(zip(misspelt.smiles, misspelt.split)) == dict(zip(original.smiles, original.split))
+
+
+def test_value_range_comes_from_the_config(tmp_path: Path) -> None:
+    cfg = {"path": str(DATA / "tiny.csv"), "value_range": [0.0, 100.0],
+           "heldout": {"commercial": {"path": str(DATA / "commercial_tiny.csv")}}}
+    table = load_bde_table(cfg, tmp_path)
+    assert table.report.dropped["out_of_range"] > 0 and np.nanmax(table.targets) <= 100.0
+    commercial = load_heldout_sets(cfg, tmp_path, table)[0].data
+    assert commercial.report.dropped["out_of_range"] > 0
+    assert load_bde_table({"path": str(DATA / "tiny.csv")}, tmp_path).report.total_dropped == 0
+    with pytest.raises(ValueError, match="value_range"):
+        load_bde_table({**cfg, "value_range": [100.0, 0.0]}, tmp_path)
+
+
 def test_distinct_bonds_and_molecules_with_targets(tmp_path: Path) -> None:
     data = load_bde_table({"path": str(DATA / "bad_rows.csv")}, tmp_path)
     assert len(data) == 2  # ethanol and cyclopropane; the bad SMILES is dropped
