@@ -8,8 +8,11 @@ import numpy as np
 
 from nextims.evaluation.similarity import SIMILARITIES
 
-# Queries per block (a block holds a (block, library size) similarity matrix).
+# Queries per block (a block holds a (block, library size) similarity matrix), at most QUERY_CHUNK and few enough
+# that a block's matrices (float64 similarities, boolean masks: about 12 bytes a cell) fit MATCH_MEMORY_BYTES.
 QUERY_CHUNK = 512
+MATCH_MEMORY_BYTES = 512 * 2**20
+_BYTES_PER_CELL = 12
 # Similarities this close to the true entry's count as ties (absorbs floating-point noise of BLAS).
 TIE_TOLERANCE = 1e-12
 
@@ -34,6 +37,13 @@ def _check_inputs(query_vecs: np.ndarray, library_vecs: np.ndarray,
     if len(true_index) and (true_index.min() < 0 or true_index.max() >= len(library_vecs)):
         raise ValueError(f"true_index out of range for a library of {len(library_vecs)} entries")
     return true_index.astype(np.int64)
+
+
+def query_block(library_size: int, budget: int | None = None) -> int:
+    """Queries per block for a library of this size within the memory budget (default MATCH_MEMORY_BYTES; at
+    least 1)."""
+    budget = MATCH_MEMORY_BYTES if budget is None else budget
+    return max(1, min(QUERY_CHUNK, budget // max(1, library_size * _BYTES_PER_CELL)))
 
 
 def _ranks(sim: np.ndarray, true_index: np.ndarray, mask: np.ndarray | None) -> np.ndarray:
@@ -68,8 +78,9 @@ def rank_of_true(query_vecs: np.ndarray, library_vecs: np.ndarray, true_index: n
             raise ValueError(f"candidate_mask has shape {candidate_mask.shape}, "
                              f"expected {(len(query_vecs), len(library_vecs))}")
     ranks = np.empty(len(true_index), dtype=np.int64)
-    for start in range(0, len(true_index), QUERY_CHUNK):
-        block = slice(start, start + QUERY_CHUNK)
+    step = query_block(len(library_vecs))
+    for start in range(0, len(true_index), step):
+        block = slice(start, start + step)
         mask = None if candidate_mask is None else candidate_mask[block]
         ranks[block] = _ranks(matrix(query_vecs[block], library_vecs), true_index[block], mask)
     return ranks
@@ -94,8 +105,9 @@ def matching_ranks(query_vecs: np.ndarray, library_vecs: np.ndarray, true_index:
     matrix = _matrix_fn(similarity)
     ranks = np.empty(len(true_index), dtype=np.int64)
     ranks_mass = np.empty_like(ranks)
-    for start in range(0, len(true_index), QUERY_CHUNK):
-        block = slice(start, start + QUERY_CHUNK)
+    step = query_block(len(library_vecs))
+    for start in range(0, len(true_index), step):
+        block = slice(start, start + step)
         sim = matrix(query_vecs[block], library_vecs)
         mask = mass_filter_mask(query_masses[block], library_masses, mass_tolerance)
         ranks[block] = _ranks(sim, true_index[block], None)

@@ -22,6 +22,7 @@ from nextims.data.spectra import SpectraData, load_spectra
 from nextims.models.weights import check_precision
 from nextims.tracking import NullTracker, source_tags
 from nextims.training.distributed import is_main
+from nextims.training.runtime import peak_rss_gb
 
 # The config entries that define a spectrum training run (its checkpoint folder).
 RUN_DEFINING = ("seed", "phase", "data", "featurizer", "model", "loss", "trainer")
@@ -148,6 +149,9 @@ def tracked_run(cfg: DictConfig, extra_tags: dict[str, Any] | None = None,
     except BaseException:
         tracker.end("FAILED")
         raise
+    peak = peak_rss_gb()
+    log.info(f"peak resident memory: {peak:.2f} GB")
+    tracker.log_metrics({"resources/peak_rss_gb": peak})
     tracker.end()
 
 

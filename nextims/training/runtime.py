@@ -5,6 +5,8 @@ from __future__ import annotations
 import contextlib
 import os
 import random
+import resource
+import sys
 from collections.abc import Iterator
 
 import numpy as np
@@ -63,3 +65,9 @@ def torch_threads(threads: int | None) -> Iterator[None]:
         yield
     finally:
         torch.set_num_threads(before)
+
+
+def peak_rss_gb() -> float:
+    """The peak resident memory of this process so far, in GB (10^9 bytes)."""
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return peak * (1 if sys.platform == "darwin" else 1024) / 1e9

@@ -57,6 +57,7 @@ def test_sqlite_store_gets_params_metrics_artifacts(compose_cfg, tmp_path: Path)
     assert "test/recall_at_10" not in run.data.metrics  # training runs read validation only
     assert [m.step for m in client.get_metric_history(run.info.run_id, "val/recall_at_10")] == [1]  # epoch 1
     assert run.data.metrics["best_epoch"] == 1
+    assert 0.1 < run.data.metrics["resources/peak_rss_gb"] < 64  # the peak resident memory, in GB
     assert run.data.metrics["best/val/recall_at_10"] == pytest.approx(metrics["val/recall@10"])
     names = {a.path for a in client.list_artifacts(run.info.run_id)}
     assert {"config.yaml", "dataset_report.json", "dataset_report.txt", "mirror", "metrics.json", "model.json",
