@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 from collections.abc import Callable, Sequence
@@ -16,12 +17,15 @@ from torch_geometric.data import Data
 from nextims.data.cache import H5Reader, ReopensByPath, atomic_h5, cache_is_valid, content_hash
 from nextims.data.featurize import MolGraphFeaturizer, featurizer_signature, mol_from_smiles, nominal_mass
 from nextims.data.sites import SITES_VERSION, CleavageSites, fingerprint_and_sites
+from nextims.data.sparse import SparseCounts
 
 log = logging.getLogger(__name__)
 
 # Bump when the stored datasets change (part of the cache key, so an older file is rebuilt, never misread).
 STORE_VERSION = 3
 MAX_COUNT = np.iinfo(np.uint16).max
+# fingerprint rows made sparse at a time when the cache is read
+_SPARSE_BLOCK = 4096
 _COMPRESSION = {"compression": "gzip", "compression_opts": 4, "shuffle": True}
 
 
@@ -45,6 +49,14 @@ class FeatureSet(ReopensByPath):
     def fingerprints(self) -> np.ndarray:
         """All count fingerprints, float32 (n x n_bits), read from disk on each access."""
         return self.reader["fingerprints"][:].astype(np.float32)
+
+    @functools.cached_property
+    def sparse_fingerprints(self) -> SparseCounts:
+        """All count fingerprints kept sparse (read once, block by block, never whole and dense)."""
+        dataset = self.reader["fingerprints"]
+        blocks = [SparseCounts.from_dense(dataset[s:s + _SPARSE_BLOCK].astype(np.float32))
+                  for s in range(0, len(dataset), _SPARSE_BLOCK)]
+        return SparseCounts.concat(blocks, int(dataset.shape[1]))
 
     def fingerprint(self, i: int) -> np.ndarray:
         """The count fingerprint of compound i, float32."""

@@ -14,6 +14,7 @@ import torch
 from nextims.data.cache import H5Reader
 from nextims.data.molecules import InputMolecule, PreparedChunk, read_molecules
 from nextims.data.sites import CleavageSites, ragged_rows
+from nextims.data.sparse import SparseCounts
 
 _COMPRESSION = {"compression": "gzip", "compression_opts": 4, "shuffle": True}
 SITE_FIELDS = ("near", "far", "kind", "mass")
@@ -63,9 +64,7 @@ class TransferSet:
 
     keys: np.ndarray
     mass: np.ndarray
-    fp_bits: np.ndarray
-    fp_counts: np.ndarray
-    fp_offsets: np.ndarray
+    fingerprints: SparseCounts
     sites: CleavageSites
     soft: np.ndarray
     n_bits: int
@@ -89,16 +88,14 @@ class TransferSet:
         offsets = {k: np.concatenate([[0], np.cumsum(joined[k])]).astype(np.int64)
                    for k in ("fp_offsets", "site_offsets")}
         sites = CleavageSites(*(joined[f"site_{n}"] for n in SITE_FIELDS), offsets["site_offsets"])
-        return cls(joined["keys"].astype(str), joined["mass"], joined["fp_bits"], joined["fp_counts"],
-                   offsets["fp_offsets"], sites, joined["soft"], int(n_bits), key)
+        fingerprints = SparseCounts(joined["fp_bits"], joined["fp_counts"], offsets["fp_offsets"], int(n_bits))
+        return cls(joined["keys"].astype(str), joined["mass"], fingerprints, sites, joined["soft"], int(n_bits), key)
 
     def batch(self, molecules: np.ndarray, device: torch.device | str = "cpu") -> dict[str, torch.Tensor]:
         """Model inputs (dense `fp` counts, `mass`, `sites`) and the teacher's `soft` intensities; no observed
         `target`."""
         molecules = np.asarray(molecules, dtype=np.int64)
-        rows, owner = ragged_rows(self.fp_offsets, molecules)
-        fp = np.zeros((len(molecules), self.n_bits), np.float32)
-        fp[owner, self.fp_bits[rows].astype(np.int64)] = self.fp_counts[rows]
+        fp = self.fingerprints.dense(molecules)
         return {"fp": torch.from_numpy(fp).to(device), "mass": torch.from_numpy(self.mass[molecules].astype(np.int64)).to(device),
                 "sites": self.sites.take(molecules, device),
                 "soft": torch.from_numpy(self.soft[molecules].astype(np.float32)).to(device)}

@@ -45,7 +45,7 @@ class SpectrumContext:
     features: FeatureSet
 
     def __post_init__(self) -> None:
-        self.fingerprints = self.features.fingerprints  # read once; FeatureSet re-reads on each access
+        self.fingerprints = self.features.sparse_fingerprints  # kept sparse; dense a batch at a time
 
 
 def load_context(cfg: DictConfig) -> SpectrumContext:

@@ -43,8 +43,8 @@ def train_knn(model: TanimotoKNN, ctx: SpectrumContext) -> Predictor:
     """Fit k-NN on the training compounds' representative spectra."""
     train = ctx.data.compound_indices("train")
     rep = ctx.data.representative_records()
-    model.fit(ctx.fingerprints[train], ctx.data.spectra[rep[train]])
-    return lambda idx: model.predict(ctx.fingerprints[idx])
+    model.fit(ctx.fingerprints.dense(train), ctx.data.spectra[rep[train]])
+    return lambda idx: model.predict(ctx.fingerprints.dense(idx))
 
 
 def build_loss(cfg: DictConfig, model: torch.nn.Module) -> torch.nn.Module:

@@ -23,7 +23,7 @@ class SpectrumBatches:
         self.features = features
         self.needs_graph = needs_graph
         self.device = device
-        self.fp = torch.from_numpy(np.asarray(features.fingerprints, dtype=np.float32))
+        self.fp = features.sparse_fingerprints  # dense one batch at a time
         self.mass = torch.from_numpy(np.asarray(data.compound_masses, dtype=np.int64))
         self.spectra = torch.from_numpy(data.spectra)
         self.graphs = [features.graph(i) for i in range(len(features))] if needs_graph else []
@@ -39,7 +39,7 @@ class SpectrumBatches:
     def compounds(self, compound_idx: np.ndarray) -> dict[str, torch.Tensor]:
         """Model inputs for the given compounds."""
         idx = torch.as_tensor(np.asarray(compound_idx, dtype=np.int64))
-        batch = {"fp": self.fp[idx].to(self.device), "mass": self.mass[idx].to(self.device)}
+        batch = {"fp": torch.from_numpy(self.fp.dense(idx.numpy())).to(self.device), "mass": self.mass[idx].to(self.device)}
         if self.soft is not None:
             batch["soft"] = self.soft[idx].to(self.device)
         if self.sites is not None:
