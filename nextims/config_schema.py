@@ -119,6 +119,7 @@ class TrainerSchema:
     mode: str = setting(choices=("max", "min"))
     eval_every: int = setting(ge=1)
     val_max_compounds: Optional[int] = setting(ge=1)
+    limit_train_batches: Optional[int] = setting(ge=1)
     num_threads: Optional[int] = setting(ge=0)
     device: str = setting(pattern=r"auto|cpu|cuda(:\d+)?")
     resume: bool = setting()

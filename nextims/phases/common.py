@@ -27,7 +27,7 @@ from nextims.training.runtime import peak_rss_gb
 # The config entries that define a spectrum training run (its checkpoint folder).
 RUN_DEFINING = ("seed", "phase", "data", "featurizer", "model", "loss", "trainer")
 # trainer options that join a run's key only when set
-OFF_BY_DEFAULT = ("ema_decay",)
+OFF_BY_DEFAULT = ("ema_decay", "limit_train_batches")
 # The config entries tracked as params of a spectrum run: the run-defining ones, the ensemble size and, where the
 # phase has one, the teacher.
 TRACKED = (*RUN_DEFINING, "ensemble_size", "teacher")

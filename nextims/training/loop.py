@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import logging
 import math
 import time
@@ -127,6 +128,7 @@ def fit(model: torch.nn.Module, loss_step: Callable[[torch.nn.Module, Batch], tu
     epoch (deterministic given the epoch; `batches_per_epoch` of them, when given, sizes the progress bar);
     `validate(model)` returns metrics holding `cfg.monitor`. `log(metrics, epoch)` receives each epoch's metrics
     (epochs counted from 1) and, at the end, the best epoch's as `best/<name>` with `best_epoch`.
+    `limit_train_batches` (when set) ends each epoch after that many batches: a timing run, not a training.
     `data_key` (a hash of the records trained on) is stored in the checkpoints: a last.ckpt written for other data
     is not resumed; training starts afresh and says so.
     Under torchrun each rank trains on its share of every epoch's batches (DDP); rank 0 alone validates,
@@ -165,11 +167,14 @@ def fit(model: torch.nn.Module, loss_step: Callable[[torch.nn.Module, Batch], tu
     if dist.world_size() > 1:
         train_model = torch.nn.parallel.DistributedDataParallel(model, find_unused_parameters=True)
     max_epochs = int(cfg["max_epochs"])
+    limit = cfg.get("limit_train_batches")  # at most this many batches an epoch (a timing run); None: all
     per_rank = None if batches_per_epoch is None else batches_per_epoch // dist.world_size()
     while state.epoch < max_epochs and state.bad_epochs < int(cfg["patience"]):
         model.train()
         start, totals, n = time.perf_counter(), {}, 0
-        for batch in _progress(_my_share(epoch_batches(state.epoch)), per_rank, state.epoch + 1, max_epochs):
+        epoch_share = itertools.islice(_my_share(epoch_batches(state.epoch)), limit)
+        for batch in _progress(epoch_share, per_rank if limit is None else min(limit, per_rank or limit),
+                               state.epoch + 1, max_epochs):
             with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
                 loss, parts = loss_step(train_model, batch)
             optimizer.zero_grad(set_to_none=True)
@@ -184,10 +189,13 @@ def fit(model: torch.nn.Module, loss_step: Callable[[torch.nn.Module, Batch], tu
             n += 1
         metrics = {f"train/{k}": v / max(n, 1) for k, v in totals.items()}
         metrics["time/epoch_s"] = time.perf_counter() - start
+        metrics["time/batches"] = n
         metrics["train/lr"] = optimizer.param_groups[0]["lr"]
         evaluated = model if ema is None else ema.module
         if dist.is_main():
+            start = time.perf_counter()
             metrics.update(validate(evaluated))
+            metrics["time/val_s"] = time.perf_counter() - start
         metrics = dist.broadcast(metrics)
         value = float(metrics[monitor])
         improved = _better(value, state.best_value, mode)

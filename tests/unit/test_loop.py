@@ -21,7 +21,7 @@ class Crash(Exception):
 
 def run(ckpt_dir: Path, max_epochs: int, resume: bool = True, schedule: str = "none", crash_at: int = 0,
         ema_decay: float | None = None, record: list | None = None, keep: str = "all", logged: list | None = None,
-        data_key: str = ""):
+        data_key: str = "", limit: int | None = None):
     """Fit a linear model; with crash_at=n the run dies during epoch n (after n - 1 checkpoints)."""
     torch.manual_seed(0)
     model = torch.nn.Linear(4, 1)
@@ -47,7 +47,7 @@ def run(ckpt_dir: Path, max_epochs: int, resume: bool = True, schedule: str = "n
 
     cfg = {"lr": 0.05, "weight_decay": 0.0, "max_epochs": max_epochs, "patience": 100, "monitor": "val/mse",
            "mode": "min", "grad_clip": 1.0, "resume": resume, "lr_schedule": schedule, "lr_patience": 1,
-           "ema_decay": ema_decay, "keep_checkpoints": keep}
+           "ema_decay": ema_decay, "keep_checkpoints": keep, "limit_train_batches": limit}
     log = (lambda metrics, step: None) if logged is None else (lambda metrics, step: logged.append((step, metrics)))
     state = fit(model, loss_step, batches, validate, cfg, ckpt_dir, log=log, batches_per_epoch=4, data_key=data_key)
     return model, state
@@ -105,6 +105,13 @@ def test_a_truncated_checkpoint_is_named_with_the_way_out(tmp_path: Path) -> Non
         run(tmp_path, max_epochs=2)
     _, state = run(tmp_path, max_epochs=1, resume=False)  # the way out works
     assert state.epoch == 1
+
+
+def test_limit_train_batches_ends_each_epoch_early_and_times_validation(tmp_path: Path) -> None:
+    steps: list = []
+    _, state = run(tmp_path, max_epochs=2, record=steps, limit=3)
+    assert len(steps) == 6 and [h["time/batches"] for h in state.history] == [3, 3]
+    assert all(h["time/val_s"] >= 0 and h["time/epoch_s"] > 0 for h in state.history)
 
 
 def test_unknown_schedule_is_rejected(tmp_path: Path) -> None:
