@@ -7,6 +7,7 @@ config against them and raise `InputError` naming the first wrong key, its value
 
 from __future__ import annotations
 
+import codecs
 import dataclasses
 import re
 from dataclasses import dataclass, field
@@ -231,6 +232,17 @@ class DataSchema:
     """conf/data."""
 
     max_mz: int = setting(ge=1)
+    encoding: str = setting(pattern=r"[A-Za-z0-9_.:-]+")
+
+    @staticmethod
+    def relations(values: dict[str, Any], prefix: str) -> None:
+        """The encoding is one Python knows."""
+        if "encoding" in values:
+            try:
+                codecs.lookup(values["encoding"])
+            except LookupError:
+                raise InputError(f"{prefix}encoding={values['encoding']!r}: must be a text encoding Python knows "
+                                 "(utf-8, cp1252, latin-1, ...)") from None
 
 
 @dataclass

@@ -78,7 +78,7 @@ def _fields(raw: RawRecord, where: str) -> list[str]:
 
     A row is one line: a quote that does not close on its line costs that line only, never the lines after it.
     """
-    if not raw.data:  # split_records' mark of a compressed stream that ends early
+    if raw.cut:
         raise RecordError(where, "truncated", "the compressed stream ends early: rows from here on are lost")
     text = decode_record(raw, "utf-8", lambda _: None, where)
     try:

@@ -23,7 +23,7 @@ from torch_geometric.data import Data
 from nextims.data.featurize import ELEMENTS, count_morgan, mol_from_smiles, nominal_mass
 from nextims.data.sites import CleavageSites, fingerprint_and_sites
 from nextims.errors import InputError, RecordError
-from nextims.io.text import inner_suffix, open_binary
+from nextims.io.text import STREAM_ERRORS, inner_suffix, open_binary
 
 # Bump when prepare_molecule keeps, refuses or changes molecules differently (joins the keys of what it made).
 PREPARE_VERSION = 2
@@ -157,32 +157,45 @@ def read_molecules(source: str, smiles_column: str = "smiles", name_column: str 
     if suffix not in _EXPECTED:
         raise ValueError(f"{source}: unknown input type {suffix!r} (use a SMILES string, .smi, .csv or .sdf)")
     _check_text(path, suffix)
-    with io.TextIOWrapper(open_binary(path), encoding="utf-8-sig", errors="surrogateescape",
-                          newline="" if suffix == ".csv" else None) as fh:
-        if suffix == ".sdf":
-            yield from _read_sdf(fh)
-        elif suffix == ".csv":
-            reader = csv.DictReader(fh)
-            fields = reader.fieldnames or []
-            if _undecodable("".join(fields), "header"):
-                raise _not_text(source, suffix)
-            if smiles_column not in fields:
-                raise ValueError(f"{source}: no column {smiles_column!r} (columns: {reader.fieldnames})")
-            for row in reader:
-                line = reader.line_num
-                error = _undecodable("".join(str(v) for v in row.values()), f"line {line}")
-                if error:
-                    yield InputMolecule(f"line{line}", "", error)
-                else:
-                    yield InputMolecule(row.get(name_column) or f"row{line}", row[smiles_column] or "")
-        else:
-            for i, line in enumerate(fh, 1):
-                error = _undecodable(line, f"line {i}")
-                parts = line.split(maxsplit=1)
-                if error:
-                    yield InputMolecule(f"line{i}", "", error)
-                elif parts and not parts[0].startswith("#"):
-                    yield InputMolecule(parts[1].strip() if len(parts) > 1 else f"line{i}", parts[0])
+    count = 0
+    try:
+        with io.TextIOWrapper(open_binary(path, check=False), encoding="utf-8-sig", errors="surrogateescape",
+                              newline="" if suffix == ".csv" else None) as fh:
+            for molecule in _file_molecules(fh, source, suffix, smiles_column, name_column):
+                count += 1
+                yield molecule
+    except STREAM_ERRORS:
+        yield InputMolecule(f"{path.name}:cut", "", ("truncated_file", f"the compressed stream ends early after "
+                                                                      f"{count} molecules; the rest is lost"))
+
+
+def _file_molecules(fh: io.TextIOWrapper, source: str, suffix: str, smiles_column: str,
+                    name_column: str) -> Iterator[InputMolecule]:
+    """The molecules of an open .smi, .csv or .sdf text stream (see read_molecules)."""
+    if suffix == ".sdf":
+        yield from _read_sdf(fh)
+    elif suffix == ".csv":
+        reader = csv.DictReader(fh)
+        fields = reader.fieldnames or []
+        if _undecodable("".join(fields), "header"):
+            raise _not_text(source, suffix)
+        if smiles_column not in fields:
+            raise ValueError(f"{source}: no column {smiles_column!r} (columns: {reader.fieldnames})")
+        for row in reader:
+            line = reader.line_num
+            error = _undecodable("".join(str(v) for v in row.values()), f"line {line}")
+            if error:
+                yield InputMolecule(f"line{line}", "", error)
+            else:
+                yield InputMolecule(row.get(name_column) or f"row{line}", row[smiles_column] or "")
+    else:
+        for i, line in enumerate(fh, 1):
+            error = _undecodable(line, f"line {i}")
+            parts = line.split(maxsplit=1)
+            if error:
+                yield InputMolecule(f"line{i}", "", error)
+            elif parts and not parts[0].startswith("#"):
+                yield InputMolecule(parts[1].strip() if len(parts) > 1 else f"line{i}", parts[0])
 
 
 def _neutralised(mol: Chem.Mol, record: str) -> tuple[Chem.Mol, str]:

@@ -15,6 +15,7 @@ from nextims.data.splits import hash_split, list_split, read_key_list, scaffold_
 from nextims.data.cache import content_hash
 from nextims.errors import DropReport, RecordError
 from nextims.io import read_spectra
+from nextims.io.text import parse_energy
 from nextims.spectrum import Spectrum, bin_spectrum
 
 SPLITS = ("train", "val", "test")
@@ -92,6 +93,21 @@ def _energy_ok(energy: float | None, filters: Mapping[str, Any]) -> bool:
     return float(filters.get("min_energy_ev", 0)) <= energy <= float(filters.get("max_energy_ev", 1e9))
 
 
+def energy_ev(spec: Spectrum) -> float | None:
+    """The record's ionization energy in eV (a number, or text such as `70 eV`); RecordError `bad_energy` when it
+    is neither."""
+    value = spec.get("ionization_energy_ev")
+    if value is None or value == "":
+        return None
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        energy = float(value)
+    else:
+        energy = parse_energy(str(value))
+    if energy is None or not np.isfinite(energy):
+        raise RecordError(spec.id, "bad_energy", f"ionization_energy_ev is {value!r}, not a number of eV")
+    return energy
+
+
 def filter_record(spec: Spectrum, filters: Mapping[str, Any], max_mz: int) -> CompoundRecord:
     """Turn a Spectrum into a CompoundRecord, or raise RecordError with the reason it is dropped."""
     rid = spec.id
@@ -101,8 +117,7 @@ def filter_record(spec: Spectrum, filters: Mapping[str, Any], max_mz: int) -> Co
         raise RecordError(rid, "isotope_labeled")
     if filters.get("drop_parent_of_derivative", True) and spec.get("smiles_is_underivatized_parent"):
         raise RecordError(rid, "parent_of_derivative")
-    energy = spec.get("ionization_energy_ev")
-    energy = None if energy is None else float(energy)
+    energy = energy_ev(spec)
     if not _energy_ok(energy, filters):
         raise RecordError(rid, "ionization_energy", f"{energy:g} eV")
     smiles = spec.get("smiles")
@@ -168,7 +183,8 @@ def load_spectra(cfg: Mapping[str, Any]) -> SpectraData:
     read_report = DropReport(name="read")
     report = DropReport(name=f"dataset {cfg.get('name', '')}".strip(), listed_reasons=LISTED_REASONS)
     records: list[CompoundRecord] = []
-    for spec in read_spectra(cfg["path"], fmt=cfg.get("format", "auto"), report=read_report):
+    for spec in read_spectra(cfg["path"], fmt=cfg.get("format", "auto"), report=read_report,
+                             encoding=str(cfg.get("encoding") or "utf-8")):
         try:
             records.append(filter_record(spec, filters, max_mz))
             report.keep()

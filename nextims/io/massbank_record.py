@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 
 from nextims.errors import DropReport, RecordError
-from nextims.io.text import iter_spectra, parse_float
+from nextims.io.text import iter_spectra, parse_energy, parse_float
 from nextims.spectrum import Spectrum, validate_peaks
 
 # Tags whose value starts with a subtag (`AC$MASS_SPECTROMETRY: ION_MODE POSITIVE`).
@@ -23,7 +23,6 @@ _PLAIN = {"ACCESSION": "id", "RECORD_TITLE": "title", "CH$FORMULA": "formula", "
 _SUBTAG_KEYS = {("CH$LINK", "INCHIKEY"): "inchikey", ("AC$MASS_SPECTROMETRY", "MS_TYPE"): "ms_type",
                 ("AC$MASS_SPECTROMETRY", "ION_MODE"): "ion_mode",
                 ("AC$MASS_SPECTROMETRY", "IONIZATION_ENERGY"): "ionization_energy_raw"}
-_ENERGY = re.compile(r"^\s*(\d+(?:\.\d*)?|\.\d+)\s*(?:ev)?\s*$", re.IGNORECASE)
 _ACCESSION = re.compile(r"^ACCESSION:\s*(\S+)", re.MULTILINE)
 
 
@@ -68,12 +67,6 @@ def parse_massbank_record(text: str, terminated: bool = True, where: str = "?") 
     if len(parts) >= 3 and parts[0] == "MSBNK":
         metadata["contributor"] = "-".join(parts[1:-1])
     return Spectrum(mz, intensities, metadata)
-
-
-def parse_energy(value: str | None) -> float | None:
-    """The eV value of an IONIZATION_ENERGY field (`70 eV` -> 70.0); None when absent or not in eV."""
-    match = _ENERGY.match(value or "")
-    return float(match.group(1)) if match else None
 
 
 def read_massbank_record(

@@ -12,7 +12,7 @@ import numpy as np
 
 from nextims.errors import DropReport, RecordError
 from nextims.io.atomic import atomic_open
-from nextims.io.text import iter_spectra, parse_peak_pairs, store_field
+from nextims.io.text import RawRecord, iter_spectra, parse_peak_pairs, store_field
 from nextims.spectrum import Spectrum, validate_peaks
 
 # Field names (lower-cased, spaces and underscores removed) that map to standard metadata keys.
@@ -24,13 +24,17 @@ _NUM_PEAKS = "numpeaks"
 _FLOATS = {"mw", "exact_mass"}
 # Fields that lib2nist writes several of on one line: `CAS#: 50-00-0; NIST#: 123`.
 _SHARED_LINE = {"cas#", "nist#"}
+# Fields that say which compound a record is: given twice with different values, the record is refused.
+_IDENTITY = {*_FIELDS.values(), "db#", "nist#", "cas#"}
 _COMMENT_SMILES = re.compile(r'(?:^|[\s"])SMILES=([^\s"]+)')
 
 
 def parse_msp_record(text: str, terminated: bool = True, where: str = "?") -> Spectrum:
     """The Spectrum of one MSP record's text (the lines between blank lines)."""
-    metadata, synonyms, num_peaks, peak_lines = _split_header(text)
+    metadata, synonyms, num_peaks, peak_lines, conflicts = _split_header(text)
     record = _record_id(metadata) or where
+    if conflicts:
+        raise RecordError(record, "conflicting_field", conflicts[0])
     if num_peaks is None:
         raise RecordError(record, "malformed_record" if terminated else "truncated", "no Num Peaks line")
     declared = _peak_count(num_peaks, record)
@@ -50,8 +54,9 @@ def parse_msp_record(text: str, terminated: bool = True, where: str = "?") -> Sp
 
 
 def read_msp(path: str | Path, report: DropReport | None = None, encoding: str = "utf-8") -> Iterator[Spectrum]:
-    """Spectra of an MSP file (plain, .gz, .xz or .bz2); records are separated by blank lines."""
-    return iter_spectra(path, _is_blank, parse_msp_record, _record_name, report, encoding)
+    """Spectra of an MSP file (plain, .gz, .xz or .bz2); records are separated by blank lines (a blank line inside a
+    record's peak list, before it has all its Num Peaks peaks, does not end the record)."""
+    return iter_spectra(path, _is_blank, parse_msp_record, _record_name, report, encoding, join=_join_peak_lists)
 
 
 def write_msp(spectra: Iterable[Spectrum], path: str | Path, intensity_scale: float = 999.0,
@@ -101,19 +106,45 @@ def _normal(key: str) -> str:
     return re.sub(r"[\s_]+", "", key.lower())
 
 
-def _split_header(text: str) -> tuple[dict[str, Any], list[str], str | None, list[str]]:
-    """The fields, synonyms and Num Peaks value of a record's header, and the lines after Num Peaks."""
+def _split_header(text: str) -> tuple[dict[str, Any], list[str], str | None, list[str], list[str]]:
+    """The fields, synonyms and Num Peaks value of a record's header, the lines after Num Peaks, and what its
+    identity fields say twice with different values."""
     metadata: dict[str, Any] = {}
     synonyms: list[str] = []
+    conflicts: list[str] = []
     lines = text.splitlines()
     for i, line in enumerate(lines):
         key, sep, value = line.partition(":")
         if not sep:
             continue
         if _normal(key) == _NUM_PEAKS:
-            return metadata, synonyms, value.strip(), lines[i + 1:]
-        _store(metadata, synonyms, key, value.strip())
-    return metadata, synonyms, None, []
+            return metadata, synonyms, value.strip(), lines[i + 1:], conflicts
+        _store(metadata, synonyms, key, value.strip(), conflicts)
+    return metadata, synonyms, None, [], conflicts
+
+
+def _join_peak_lists(records: Iterator[RawRecord]) -> Iterator[RawRecord]:
+    """Records with a peak list that a blank line cut in two joined again: a run of lines that starts with a number
+    continues the record before it while that record has fewer peaks than its Num Peaks."""
+    pending: RawRecord | None = None
+    for raw in records:
+        if pending is not None and raw.data.lstrip()[:1].isdigit() and _lacks_peaks(pending):
+            pending = RawRecord(pending.data + b"\n" + raw.data, pending.line, raw.terminated, raw.cut)
+            continue
+        if pending is not None:
+            yield pending
+        pending = raw
+    if pending is not None:
+        yield pending
+
+
+def _lacks_peaks(raw: RawRecord) -> bool:
+    """Whether a record's Num Peaks line promises more peaks than its text has."""
+    _, _, num_peaks, peak_lines, _ = _split_header(raw.data.decode("latin-1"))
+    try:
+        return num_peaks is not None and len(parse_peak_pairs("\n".join(peak_lines), "")[0]) < int(num_peaks)
+    except (RecordError, ValueError):
+        return False
 
 
 def _record_id(metadata: dict[str, Any]) -> str | None:
@@ -125,8 +156,10 @@ def _record_name(text: str) -> str | None:
     return _record_id(_split_header(text)[0])
 
 
-def _store(metadata: dict[str, Any], synonyms: list[str], key: str, value: str) -> None:
-    """Put one `Key: value` line under its standard key, or its lower-cased name."""
+def _store(metadata: dict[str, Any], synonyms: list[str], key: str, value: str, conflicts: list[str]) -> None:
+    """Put one `Key: value` line under its standard key, or its lower-cased name. A field given again is kept
+    once when the value is the same, noted in conflicts when an identity field's value differs, and otherwise
+    joined to the earlier value with "; "."""
     normal = _normal(key)
     if normal in _SYNONYMS:
         synonyms.extend(_synonym_list(value))
@@ -135,9 +168,19 @@ def _store(metadata: dict[str, Any], synonyms: list[str], key: str, value: str) 
         value, _, rest = value.partition(";")
         other, sep, other_value = rest.partition(":")
         if sep:
-            _store(metadata, synonyms, other, other_value.strip())
+            _store(metadata, synonyms, other, other_value.strip(), conflicts)
         value = value.strip()
-    store_field(metadata, _FIELDS.get(normal, key.strip().lower()), value, _FLOATS)
+    name = _FIELDS.get(normal, key.strip().lower())
+    earlier = metadata.get(name)
+    store_field(metadata, name, value, _FLOATS)
+    later = metadata.get(name)
+    if earlier is None or later == earlier:
+        return
+    if name in _IDENTITY:
+        conflicts.append(f"{key.strip()} given twice: {earlier!r} and {later!r}")
+        metadata[name] = earlier
+    else:
+        metadata[name] = f"{earlier}; {later}"
 
 
 def _synonym_list(value: str) -> list[str]:

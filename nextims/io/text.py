@@ -14,16 +14,19 @@ from typing import Any, BinaryIO
 
 import numpy as np
 
-from nextims.errors import DropReport, RecordError, handle
+from nextims.errors import DropReport, InputError, RecordError, handle
 from nextims.spectrum import Spectrum
 
 COMPRESSION_SUFFIXES = (".gz", ".xz", ".bz2")
 
 _OPENERS = ((b"\x1f\x8b", gzip.open), (b"\xfd7zXZ\x00", lzma.open), (b"BZh", bz2.open))
 # What a compressed stream that was cut short raises part-way through.
-_STREAM_ERRORS = (EOFError, lzma.LZMAError, zlib.error, gzip.BadGzipFile)
+STREAM_ERRORS = (EOFError, lzma.LZMAError, zlib.error, gzip.BadGzipFile)
+# What a damaged stream raises (a CRC or length mismatch, invalid data); bz2 raises a bare OSError.
+_DAMAGE_ERRORS = (OSError, lzma.LZMAError, zlib.error)
 _BOM = b"\xef\xbb\xbf"
 
+_ENERGY = re.compile(r"^\s*(\d+(?:\.\d*)?|\.\d+)\s*(?:ev)?\s*$", re.IGNORECASE)
 _ANNOTATION = re.compile(r'"[^"]*"')
 _PAIR_SEPARATORS = re.compile(r"[\s;,:()]+")
 
@@ -35,17 +38,49 @@ class RawRecord:
     data: bytes
     line: int  # 1-based line number of the record's first line
     terminated: bool  # False when the file ended inside this record
+    cut: bool = False  # True when a compressed stream ended early here: everything after it is lost
 
 
-def open_binary(path: str | Path) -> BinaryIO:
-    """Open a file for reading bytes, decompressing gzip, xz and bzip2 content (told by its magic bytes)."""
-    path = Path(path)
+class DamagedFileError(InputError):
+    """A compressed file whose stream is damaged (checksum, invalid data): none of its records is used."""
+
+
+def _opener(path: Path) -> Callable[..., BinaryIO] | None:
+    """The decompressing opener of a gzip, xz or bzip2 file (told by its magic bytes); None for other files."""
     with path.open("rb") as fh:
         head = fh.read(6)
-    for magic, opener in _OPENERS:
-        if head.startswith(magic):
-            return opener(path, "rb")
-    return path.open("rb")
+    return next((opener for magic, opener in _OPENERS if head.startswith(magic)), None)
+
+
+def check_stream(path: str | Path) -> None:
+    """Decompress a compressed file once to its end, so that a damaged stream is refused (DamagedFileError naming
+    the file) before any of its records is used: gzip checks its CRC only at the end. A stream that is merely cut
+    short passes; the readers count what they read before the cut."""
+    path = Path(path)
+    opener = _opener(path)
+    if opener is None:
+        return
+    try:
+        with opener(path, "rb") as fh:
+            while fh.read(1 << 20):
+                pass
+    except EOFError:
+        return
+    except _DAMAGE_ERRORS as err:
+        raise DamagedFileError(f"{path}: the compressed stream is damaged ({err or type(err).__name__}), so none of "
+                               "its records is read; restore the file or decompress what is left by hand") from None
+
+
+def open_binary(path: str | Path, check: bool = True) -> BinaryIO:
+    """Open a file for reading bytes, decompressing gzip, xz and bzip2 content (told by its magic bytes); a damaged
+    compressed stream raises DamagedFileError first (check_stream) unless check is False."""
+    path = Path(path)
+    opener = _opener(path)
+    if opener is None:
+        return path.open("rb")
+    if check:
+        check_stream(path)
+    return opener(path, "rb")
 
 
 def inner_suffix(path: str | Path) -> str:
@@ -80,8 +115,8 @@ def split_records(path: str | Path, is_end: Callable[[bytes], bool] | None = Non
                     lines, start = [], number + 1
                 else:
                     lines.append(line)
-        except _STREAM_ERRORS:
-            yield RawRecord(b"".join(lines), start if lines else number + 1, False)
+        except STREAM_ERRORS:
+            yield RawRecord(b"".join(lines), start if lines else number + 1, False, cut=True)
             return
     if any(chunk.strip() for chunk in lines):
         yield RawRecord(b"".join(lines), start, False)
@@ -112,15 +147,26 @@ def iter_spectra(
     name_of: Callable[[str], str | None],
     report: DropReport | None,
     encoding: str,
+    join: Callable[[Iterator[RawRecord]], Iterator[RawRecord]] | None = None,
 ) -> Iterator[Spectrum]:
     """Split a file into records, decode and parse each (parse(text, terminated, location)), yield the valid ones.
 
-    name_of(text) finds a record's id in roughly decoded text, to name a record whose bytes do not decode.
-    Bad records raise RecordError when report is None, else are counted there and skipped.
+    name_of(text) finds a record's id in roughly decoded text, to name a record whose bytes do not decode;
+    join, when given, rejoins records that split_records cut apart. Bad records raise RecordError when report is
+    None, else are counted there and skipped; a compressed stream cut short counts once as `truncated_file`.
     """
     source = Path(path).name
-    for raw in split_records(path, is_end):
+    read = 0
+    records = split_records(path, is_end)
+    for raw in join(records) if join is not None else records:
         where = location(path, raw)
+        if raw.cut:
+            handle(RecordError(source, "truncated_file", f"the compressed stream ends early at line {raw.line}: "
+                                                         f"{read} records read before the cut, the rest is lost"),
+                   report)
+            if not raw.data.strip():
+                continue
+        read += 1
         try:
             text = decode_record(raw, encoding, name_of, where)
             spectrum = parse(text, raw.terminated, where)
@@ -154,6 +200,12 @@ def parse_float(value: str | None) -> float | None:
         return float(value) if value is not None else None
     except ValueError:
         return None
+
+
+def parse_energy(value: str | None) -> float | None:
+    """The eV value of an ionization-energy text (`70 eV`, `70eV`, `70` -> 70.0); None when absent or not in eV."""
+    match = _ENERGY.match(value or "")
+    return float(match.group(1)) if match else None
 
 
 def store_field(metadata: dict[str, Any], key: str, value: str, floats: Collection[str]) -> None:

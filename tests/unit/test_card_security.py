@@ -15,6 +15,7 @@ from omegaconf import OmegaConf
 
 from nextims.config import CONF_DIR, WEIGHTS_DIR, build
 from nextims.data.featurize import MolGraphFeaturizer
+from nextims.errors import InputError
 from nextims.models import registry
 from nextims.models.registry import (PROJECT_TARGETS, UnregisteredTargetError, check_card, check_targets,
                                      register_target)
@@ -205,6 +206,6 @@ def test_checkpoints_are_loaded_without_unpickling_objects(tmp_path: Path) -> No
     marker = tmp_path / "pwned"
     path = tmp_path / "last.ckpt"
     torch.save({"model": {"w": torch.zeros(2)}, "loop": Payload(marker)}, path)
-    with pytest.raises(Exception, match="weights_only"):
+    with pytest.raises(InputError, match=r"holds objects other than tensors.*weights_only=True.*trainer\.resume=false"):
         load_checkpoint(path)
     assert not marker.exists()

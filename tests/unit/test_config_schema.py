@@ -29,6 +29,8 @@ from nextims.train import check_inputs
     ("phase=student model.num_experts=0", "model.num_experts=0: must be an integer >= 1"),
     ("phase=student model.top_k=8", "model.top_k=8: must be at most model.num_experts=4"),
     ("phase=student transfer.workers=-1", "transfer.workers=-1: must be auto or an integer >= 0"),
+    ("data.encoding=klingon", "data.encoding='klingon': must be a text encoding Python knows (utf-8, cp1252, "
+                              "latin-1, ...)"),
 ])
 def test_out_of_range_settings_are_refused_naming_the_key(compose_cfg, override: str, message: str) -> None:
     cfg = compose_cfg(override.split())
@@ -46,7 +48,8 @@ def test_the_command_refuses_before_reading_any_file(compose_cfg) -> None:
 
 @pytest.mark.parametrize("override", ["phase=student", "phase=teacher", "phase=bde", "experiment=student_massbank",
                                       "trainer.ema_decay=0.998", "trainer.grad_clip=null", "trainer.device=cuda:1",
-                                      "phase=student transfer.workers=auto transfer.batch_size=null"])
+                                      "phase=student transfer.workers=auto transfer.batch_size=null",
+                                      "data=msp data.path=x.msp data.encoding=cp1252"])
 def test_valid_settings_pass(compose_cfg, override: str) -> None:
     check_train_config(compose_cfg(override.split()))
 

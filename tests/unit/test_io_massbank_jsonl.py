@@ -147,12 +147,28 @@ def test_compressed_input_reads_the_same(tmp_path: Path, suffix: str, compress) 
         np.testing.assert_array_equal(a.intensities, b.intensities)
 
 
-def test_cut_xz_file_counts_truncated(tmp_path: Path) -> None:
-    packed = lzma.compress(FIXTURE.read_bytes())
+@pytest.mark.parametrize("keep", [0.4, 0.9])
+def test_a_cut_xz_file_is_reported_with_the_records_read_before_the_cut(tmp_path: Path, keep: float) -> None:
+    packed = lzma.compress(FIXTURE.read_bytes() * 20)
     path = tmp_path / "cut.jsonl.xz"
-    path.write_bytes(packed[: len(packed) - 40])
+    path.write_bytes(packed[: int(len(packed) * keep)])
     report = DropReport()
-    list(read_massbank_jsonl(path, report))
-    assert report.dropped["truncated"] == 1
-    with pytest.raises(RecordError, match="truncated"):
+    read = list(read_massbank_jsonl(path, report))
+    assert 0 < len(read) < 20 * len(records())
+    assert report.dropped["truncated_file"] == 1
+    assert f"{len(read)} records read before the cut" in report.examples["truncated_file"][0]
+    with pytest.raises(RecordError, match="truncated_file"):
         list(read_massbank_jsonl(path))
+
+
+def test_a_load_with_an_energy_as_text_keeps_or_drops_that_record_only(tmp_path: Path) -> None:
+    from nextims.data.spectra import load_spectra
+    lines = [json.loads(line) for line in FIXTURE.read_text().splitlines()]
+    lines[0]["ionization_energy_ev"], lines[1]["ionization_energy_ev"] = "70 eV", "seventy"
+    path = write_lines(tmp_path / "energies.jsonl", [json.dumps(r) for r in lines])
+    data = load_spectra({"path": str(path), "format": "massbank_jsonl", "max_mz": 500, "filters": {},
+                         "split": {"method": "hash"}})
+    assert data.report.dropped["bad_energy"] == 1
+    assert data.report.examples["bad_energy"] == [f"{lines[1]['accession']}: ionization_energy_ev is 'seventy', "
+                                                  "not a number of eV"]
+    assert lines[0]["accession"] in {r.id for r in data.records}

@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 
 from nextims.errors import DropReport, RecordError
-from nextims.io.massbank_record import (parse_energy, parse_massbank_record, read_massbank_record,
-                                        read_massbank_records)
+from nextims.io.massbank_record import parse_massbank_record, read_massbank_record, read_massbank_records
+from nextims.io.text import parse_energy
 
 DATA = Path(__file__).resolve().parents[1] / "data" / "io"
 RECORDS = DATA / "massbank_records"

@@ -195,3 +195,53 @@ def test_compressed_input(tmp_path: Path, suffix: str, compress) -> None:
     path = tmp_path / f"lib.msp{suffix}"
     path.write_bytes(compress(LIB2NIST.read_bytes()))
     assert [s.id for s in read_msp(path)] == ["1", VICTIM, "3,6-DIMETHYL-2,5-PIPERAZINEDIONE"]
+
+
+def test_a_blank_line_inside_a_peak_list_does_not_split_the_record(tmp_path: Path) -> None:
+    path = spoiled(tmp_path, '140 33 141 139 "CH2I+"', '140 33 141 139 "CH2I+"\n\n')
+    report = DropReport()
+    spectra = list(read_msp(path, report))
+    assert [s.id for s in spectra] == ["1", VICTIM, "3,6-DIMETHYL-2,5-PIPERAZINEDIONE"]
+    assert report.kept == 3 and not report.dropped
+    assert spectra[1].mz.tolist() == [127, 128, 139, 140, 141, 142, 143]
+
+
+def test_numbers_after_a_complete_record_stay_a_record_of_their_own(tmp_path: Path) -> None:
+    path = spoiled(tmp_path, "143 12\n", "143 12\n\n77 5\n")
+    report = DropReport()
+    assert len(list(read_msp(path, report))) == 3
+    assert dict(report.dropped) == {"malformed_record": 1}
+
+
+def test_an_identity_field_given_twice_with_two_values_drops_the_record(tmp_path: Path) -> None:
+    path = spoiled(tmp_path, "FORMULA: CH3I\n", "FORMULA: CH3I\nFormula: CH3Br\n")
+    report = DropReport()
+    assert [s.id for s in read_msp(path, report)] == ["1", "3,6-DIMETHYL-2,5-PIPERAZINEDIONE"]
+    assert report.examples["conflicting_field"] == [f"{VICTIM}: Formula given twice: 'CH3I' and 'CH3Br'"]
+    path = spoiled(tmp_path, "SMILES: CC(N1)", "SMILES: CCO\nSMILES: CC(N1)")
+    with pytest.raises(RecordError, match="SMILES given twice: 'CCO' and 'CC"):
+        list(read_msp(path))
+
+
+def test_a_field_repeated_with_the_same_value_or_a_free_text_field_repeated_loses_nothing(tmp_path: Path) -> None:
+    path = spoiled(tmp_path, "FORMULA: CH3I\n", "FORMULA: CH3I\nFormula: CH3I\nComments: first\nComments: second\n")
+    iodo = list(read_msp(path))[1]
+    assert iodo.get("formula") == "CH3I" and iodo.get("comments") == "first; second"
+
+
+def test_an_msp_in_cp1252_is_read_with_the_encoding_option(tmp_path: Path) -> None:
+    path = tmp_path / "windows.msp"
+    path.write_bytes(LIB2NIST.read_text().replace("IODO METHANE", "IODO MÉTHANE – cp1252").encode("cp1252"))
+    report = DropReport()
+    assert len(list(read_msp(path, report))) == 2 and dict(report.dropped) == {"encoding": 1}
+    names = [s.get("name") for s in read_msp(path, encoding="cp1252")]
+    assert names[1] == "IODO MÉTHANE – cp1252"
+
+
+def test_the_data_config_passes_the_encoding_to_the_reader(tmp_path: Path) -> None:
+    from nextims.data.spectra import load_spectra
+    path = tmp_path / "windows.msp"
+    path.write_bytes(LIB2NIST.read_text().replace("METHYL BENZOATE", "MÉTHYL BENZOATE").encode("cp1252"))
+    cfg = {"path": str(path), "format": "msp", "max_mz": 500, "filters": {}, "split": {"method": "hash"}}
+    assert load_spectra(cfg).report.dropped["encoding"] == 1
+    assert load_spectra({**cfg, "encoding": "cp1252"}).report.dropped["encoding"] == 0

@@ -10,8 +10,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from nextims.errors import RecordError
-from nextims.io.text import decode_record, inner_suffix, open_binary, parse_peak_pairs, split_records
+from nextims.errors import DropReport, InputError, RecordError
+from nextims.io.msp import read_msp
+from nextims.io.text import (DamagedFileError, check_stream, decode_record, inner_suffix, open_binary,
+                             parse_peak_pairs, split_records)
 
 CONTENT = b"Name: a\nNum Peaks: 1\n41 999\n\nName: b\nNum Peaks: 1\n43 100\n"
 
@@ -92,3 +94,39 @@ def test_parse_peak_pairs_rejects_bad_text(text: str) -> None:
 def test_parse_peak_pairs_keeps_nan_for_validation() -> None:
     mz, intensity = parse_peak_pairs("41 nan", "r")
     assert mz[0] == 41 and np.isnan(intensity[0])
+
+
+MANY = b"".join(b"Name: c%d\nNum Peaks: 2\n41 999\n%d 100\n\n" % (i, 42 + i % 50) for i in range(3000))
+
+
+def flipped(data: bytes) -> bytes:
+    """data with its middle byte inverted."""
+    at = len(data) // 2
+    return data[:at] + bytes([data[at] ^ 0xFF]) + data[at + 1:]
+
+
+@pytest.mark.parametrize(("suffix", "compress"), [(".gz", gzip.compress), (".xz", lzma.compress),
+                                                  (".bz2", bz2.compress)])
+def test_a_damaged_stream_is_refused_before_any_record_is_read(tmp_path: Path, suffix: str, compress) -> None:
+    path = tmp_path / f"lib.msp{suffix}"
+    path.write_bytes(flipped(compress(MANY)))
+    report = DropReport()
+    with pytest.raises(DamagedFileError, match=rf"lib\.msp\{suffix}: the compressed stream is damaged") as err:
+        next(read_msp(path, report))
+    assert isinstance(err.value, InputError) and report.kept == 0
+    with pytest.raises(DamagedFileError):
+        open_binary(path)
+    open_binary(path, check=False).close()
+
+
+@pytest.mark.parametrize(("suffix", "compress"), [(".gz", gzip.compress), (".xz", lzma.compress)])
+def test_a_cut_stream_is_read_to_the_cut_and_reported_once(tmp_path: Path, suffix: str, compress) -> None:
+    packed = compress(MANY)
+    path = tmp_path / f"lib.msp{suffix}"
+    path.write_bytes(packed[: len(packed) * 4 // 10])
+    check_stream(path)  # cut short is not damage: what came before the cut is sound
+    report = DropReport()
+    read = list(read_msp(path, report))
+    assert 0 < len(read) < 3000 and [s.id for s in read] == [f"c{i}" for i in range(len(read))]
+    assert report.dropped["truncated_file"] == 1 and report.kept == len(read)
+    assert f"{len(read)} records read before the cut, the rest is lost" in report.examples["truncated_file"][0]

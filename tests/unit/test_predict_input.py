@@ -84,6 +84,29 @@ def test_tsv_field_escapes_tabs_newlines_and_backslashes() -> None:
     assert tsv_field("a\tb\nc\rd\\e") == "a\\tb\\nc\\rd\\\\e"
 
 
+def test_a_cut_compressed_input_ends_with_a_truncated_file_row(tmp_path: Path) -> None:
+    import gzip
+
+    packed = gzip.compress(b"".join(b"C%s mol%d\n" % (b"C" * (i % 7), i) for i in range(5000)))
+    path = tmp_path / "in.smi.gz"
+    path.write_bytes(packed[: len(packed) // 2])
+    molecules = list(read_molecules(str(path)))
+    good, last = molecules[:-1], molecules[-1]
+    assert 0 < len(good) < 5000 and [m.name for m in good] == [f"mol{i}" for i in range(len(good))]
+    assert last.error == ("truncated_file", f"the compressed stream ends early after {len(good)} molecules; the "
+                                            "rest is lost")
+
+
+def test_a_damaged_compressed_input_is_refused_in_one_line(tmp_path: Path) -> None:
+    import bz2
+
+    packed = bz2.compress(b"CCO ethanol\n" * 20000)
+    path = tmp_path / "in.smi.bz2"
+    path.write_bytes(packed[:len(packed) // 2] + bytes([packed[len(packed) // 2] ^ 0xFF]) + packed[len(packed) // 2 + 1:])
+    with pytest.raises(InputError, match=r"in\.smi\.bz2: the compressed stream is damaged"):
+        next(read_molecules(str(path)))
+
+
 def test_compressed_smiles_files_read_like_plain_ones(tmp_path: Path) -> None:
     import gzip
     import lzma

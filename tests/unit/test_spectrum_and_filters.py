@@ -52,6 +52,9 @@ def test_drop_report_counts_and_strict_mode() -> None:
     (spec(isotope_labeled=True), "isotope_labeled"),
     (spec(smiles_is_underivatized_parent=True), "parent_of_derivative"),
     (spec(ionization_energy_ev=20.0), "ionization_energy"),
+    (spec(ionization_energy_ev="20 eV"), "ionization_energy"),
+    (spec(ionization_energy_ev="seventy"), "bad_energy"),
+    (spec(ionization_energy_ev="70 V"), "bad_energy"),
     (spec(smiles=None), "no_structure"),
     (spec(smiles="C1CC(("), "bad_smiles"),
     (spec(smiles="CCO.Cl"), "mixture_or_salt"),
@@ -63,6 +66,11 @@ def test_filter_reasons(record: Spectrum, reason: str) -> None:
     with pytest.raises(RecordError) as err:
         filter_record(record, FILTERS, max_mz=500)
     assert err.value.reason == reason and err.value.record == "R1"
+
+
+@pytest.mark.parametrize("energy", ["70 eV", "70eV", " 70 ", 70, 70.0])
+def test_an_energy_given_as_text_is_read_as_ev(energy: object) -> None:
+    assert filter_record(spec(ionization_energy_ev=energy), FILTERS, max_mz=500).energy_ev == 70.0
 
 
 def test_filter_keeps_good_record_with_key_and_mass() -> None:
