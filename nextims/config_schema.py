@@ -233,6 +233,8 @@ class DataSchema:
 
     max_mz: int = setting(ge=1)
     encoding: str = setting(pattern=r"[A-Za-z0-9_.:-]+")
+    cache: bool = setting()
+    workers: int = setting(ge=0, words=("auto",))
 
     @staticmethod
     def relations(values: dict[str, Any], prefix: str) -> None:

@@ -79,6 +79,13 @@ class DropReport:
             **({"listed": {k: list(v) for k, v in sorted(self.listed.items())}} if self.listed else {}),
         }
 
+    @classmethod
+    def from_dict(cls, data: dict[str, Any], listed_reasons: tuple[str, ...] = ()) -> "DropReport":
+        """The report that to_dict described."""
+        return cls(name=data["name"], kept=int(data["kept"]), dropped=Counter(data["dropped"]),
+                   examples={k: list(v) for k, v in data["examples"].items()}, listed_reasons=listed_reasons,
+                   listed={k: list(v) for k, v in data.get("listed", {}).items()})
+
     def format(self) -> str:
         """A human-readable table."""
         lines = [f"{self.name}: kept {self.kept}, dropped {self.total_dropped}"]

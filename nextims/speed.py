@@ -12,10 +12,10 @@ from pathlib import Path
 from typing import Any, Callable
 
 import torch
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
 from nextims.data.molecules import ChunkPreparer, prepared_chunks, read_molecules
-from nextims.data.spectra import load_spectra
+from nextims.phases.common import load_data
 from nextims.predict import compose_predict, model_weights, run_predict
 from nextims.predictor import SpectrumPredictor
 from nextims.training.runtime import set_threads, thread_count, worker_count
@@ -75,7 +75,7 @@ def bench_speed(cfg: DictConfig) -> list[dict[str, Any]]:
     ceiling (read + prepare + fingerprint, no model); print the table."""
     speed = cfg.bench.speed
     set_threads(cfg.trainer.num_threads)
-    smiles = load_spectra(OmegaConf.to_container(cfg.data, resolve=True)).compound_smiles
+    smiles = load_data(cfg).compound_smiles
     count, repeats = int(speed.molecules), int(speed.repeats)
     base = compose_predict(["progress=false", f"device={speed.device}", *speed.predict_overrides])
     base.paths.weights_dir = str(cfg.bench.weights)

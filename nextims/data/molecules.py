@@ -6,9 +6,7 @@ from __future__ import annotations
 import contextlib
 import csv
 import io
-import itertools
-import multiprocessing
-from collections import Counter, deque
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator
@@ -21,6 +19,7 @@ from rdkit.Chem.MolStandardize import rdMolStandardize
 from torch_geometric.data import Data
 
 from nextims.data.featurize import ELEMENTS, count_morgan, mol_from_smiles, nominal_mass
+from nextims.data.parallel import chunked, ordered_map
 from nextims.data.sites import CleavageSites, fingerprint_and_sites
 from nextims.errors import InputError, RecordError
 from nextims.io.text import STREAM_ERRORS, inner_suffix, open_binary
@@ -357,18 +356,4 @@ def prepared_chunks(items: Iterable[InputMolecule], prepare: ChunkPreparer, chun
     """The prepared chunks of chunk_size consecutive items, in input order. With workers > 1 a pool of that
     many processes (started by start_method; None: the platform's default) prepares them, at most two chunks
     per worker ahead of the consumer; an input of a single chunk is prepared in this process."""
-    iterator = iter(items)
-    chunks = iter(lambda: list(itertools.islice(iterator, chunk_size)), [])
-    head = list(itertools.islice(chunks, 2))
-    if workers <= 1 or len(head) < 2:
-        yield from map(prepare, itertools.chain(head, chunks))
-        return
-    # Pool.imap would read the whole input ahead; a window of pending chunks keeps memory bounded.
-    with multiprocessing.get_context(start_method).Pool(workers) as pool:
-        pending = deque()
-        for chunk in itertools.chain(head, chunks):
-            pending.append(pool.apply_async(prepare, (chunk,)))
-            if len(pending) > 2 * workers:
-                yield pending.popleft().get()
-        while pending:
-            yield pending.popleft().get()
+    return ordered_map(prepare, chunked(items, chunk_size), workers, start_method)

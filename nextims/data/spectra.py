@@ -2,25 +2,29 @@
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Mapping
+from typing import Any, Iterable, Iterator, Mapping
 
 import numpy as np
 from rdkit import Chem
+from tqdm import tqdm
 
+from nextims.data.cache import content_hash
 from nextims.data.featurize import mol_from_smiles, nominal_mass
 from nextims.data.isotopes import element_counts, heaviest_isotopologue_offset
+from nextims.data.parallel import chunked, ordered_map
 from nextims.data.splits import hash_split, list_split, read_key_list, scaffold_split, split_counts
-from nextims.data.cache import content_hash
 from nextims.errors import DropReport, RecordError
-from nextims.io import read_spectra
-from nextims.io.text import parse_energy
+from nextims.io import record_format
+from nextims.io.text import RawRecord, RecordFormat, inner_suffix, parse_energy, raw_records, spectrum_files
 from nextims.spectrum import Spectrum, bin_spectrum
 
 SPLITS = ("train", "val", "test")
 # drop reasons whose every record the dataset report lists (a user should be able to check each one)
 LISTED_REASONS = ("peak_above_molecular_ion",)
+_BORON_OR_SELENIUM = Chem.MolFromSmarts("[#5,#34]")
 
 
 @dataclass
@@ -31,7 +35,7 @@ class CompoundRecord:
     key: str
     smiles: str
     mass: int
-    spectrum: np.ndarray
+    spectrum: np.ndarray | None  # binned; None once the dataset holds it (SpectraData.spectra)
     energy_ev: float | None
     license: str | None
 
@@ -45,6 +49,8 @@ class SpectraData:
     report: DropReport
     max_mz: int
     meta: dict[str, Any] = field(default_factory=dict)
+    # (records, max_mz + 1) float32 binned spectra; None: stacked from the records' own
+    spectra: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         keys = [r.key for r in self.records]
@@ -52,7 +58,9 @@ class SpectraData:
         self.compound_smiles = [self.records[i].smiles for i in first]
         self.compound_masses = np.array([self.records[i].mass for i in first], dtype=np.int64)
         self.compound_split = self.split[first]
-        self.spectra = np.stack([r.spectrum for r in self.records]) if self.records else np.zeros((0, self.max_mz + 1), np.float32)
+        if self.spectra is None:
+            self.spectra = (np.stack([r.spectrum for r in self.records]) if self.records
+                            else np.zeros((0, self.max_mz + 1), np.float32))
 
     def __len__(self) -> int:
         return len(self.records)
@@ -149,14 +157,25 @@ def check_molecular_ion(spec: Spectrum, mol: Chem.Mol, mass: int, filters: Mappi
     threshold = filters.get("max_above_molecular_ion")
     if threshold is None or not len(spec.intensities) or spec.intensities.max() <= 0:
         return
-    offset = heaviest_isotopologue_offset(element_counts(mol), float(filters.get("isotope_min_abundance", 0.05)))
-    limit = mass + offset + int(filters.get("protonation_margin", 1))
-    above = (np.rint(spec.mz) > limit) & (spec.intensities >= float(threshold) * spec.intensities.max())
+    margin = int(filters.get("protonation_margin", 1))
+    strong = spec.intensities >= float(threshold) * spec.intensities.max()
+    if not (strong & (np.rint(spec.mz) > mass + margin)).any() and not mol.HasSubstructMatch(_BORON_OR_SELENIUM):
+        return  # nothing strong above M + margin, and only B and Se can make the heaviest offset negative
+    formula = tuple(sorted(element_counts(mol).items()))
+    offset = _heaviest_offset(formula, float(filters.get("isotope_min_abundance", 0.05)))
+    limit = mass + offset + margin
+    above = (np.rint(spec.mz) > limit) & strong
     if above.any():
         i = int(np.argmax(np.where(above, spec.intensities, -1.0)))
         raise RecordError(spec.id, "peak_above_molecular_ion",
                           f"m/z {spec.mz[i]:g} at {100 * spec.intensities[i] / spec.intensities.max():.0f}% of the "
                           f"base peak > {limit} (M {mass} + isotopes {offset} + {limit - mass - offset})")
+
+
+@functools.lru_cache(maxsize=65536)
+def _heaviest_offset(formula: tuple[tuple[str, int], ...], min_abundance: float) -> int:
+    """heaviest_isotopologue_offset of a formula given as sorted (element, count) pairs (cached)."""
+    return heaviest_isotopologue_offset(dict(formula), min_abundance)
 
 
 def assign_splits(records: list[CompoundRecord], split_cfg: Mapping[str, Any]) -> np.ndarray:
@@ -176,22 +195,101 @@ def assign_splits(records: list[CompoundRecord], split_cfg: Mapping[str, Any]) -
     raise ValueError(f"unknown data.split.method {method!r} (hash, scaffold or lists)")
 
 
-def load_spectra(cfg: Mapping[str, Any]) -> SpectraData:
-    """Read, filter, bin and split the spectra described by a `data` config."""
-    max_mz = int(cfg["max_mz"])
-    filters = dict(cfg.get("filters") or {})
-    read_report = DropReport(name="read")
-    report = DropReport(name=f"dataset {cfg.get('name', '')}".strip(), listed_reasons=LISTED_REASONS)
-    records: list[CompoundRecord] = []
-    for spec in read_spectra(cfg["path"], fmt=cfg.get("format", "auto"), report=read_report,
-                             encoding=str(cfg.get("encoding") or "utf-8")):
-        try:
-            records.append(filter_record(spec, filters, max_mz))
+@dataclass
+class FilteredChunk:
+    """What filtering kept of a chunk of raw records (records without their spectra, the spectra as CSR rows of
+    binned intensities) and the drops by reason."""
+
+    records: list[CompoundRecord]
+    counts: np.ndarray  # (records,) non-zero bins per spectrum
+    bins: np.ndarray  # (sum of counts,) uint16
+    values: np.ndarray  # (sum of counts,) float32
+    report: DropReport
+
+
+@dataclass(frozen=True)
+class ChunkFilter:
+    """Parses and filters chunks of raw records (file name, location, raw record) of one format (picklable, so
+    it runs in worker processes)."""
+
+    fmt: RecordFormat
+    encoding: str
+    filters: dict[str, Any]
+    max_mz: int
+
+    def __call__(self, items: list[tuple[str, str, RawRecord]]) -> FilteredChunk:
+        """The chunk's kept records and drops."""
+        report = DropReport(listed_reasons=LISTED_REASONS)
+        records, rows = [], []
+        for source, where, raw in items:
+            try:
+                record = filter_record(self.fmt.spectrum(raw, where, source, self.encoding), self.filters,
+                                       self.max_mz)
+            except RecordError as err:
+                report.drop_error(err)
+                continue
             report.keep()
-        except RecordError as err:
-            report.drop_error(err)
-    report.add_drops(read_report)
-    if not records:
-        raise ValueError(f"no usable records in {cfg['path']}:\n{report.format()}")
-    split = assign_splits(records, dict(cfg.get("split") or {}))
-    return SpectraData(records, np.asarray(split), report, max_mz, meta={"path": str(cfg["path"])})
+            rows.append(record.spectrum)
+            record.spectrum = None
+            records.append(record)
+        dense = np.stack(rows) if rows else np.zeros((0, self.max_mz + 1), np.float32)
+        row, col = np.nonzero(dense)
+        return FilteredChunk(records, np.bincount(row, minlength=len(rows)), col.astype(np.uint16),
+                             dense[row, col].astype(np.float32), report)
+
+
+def dense_spectra(counts: np.ndarray, bins: np.ndarray, values: np.ndarray, max_mz: int) -> np.ndarray:
+    """(len(counts), max_mz + 1) float32 spectra from CSR rows (counts per row, their bins and values)."""
+    out = np.zeros((len(counts), max_mz + 1), np.float32)
+    out[np.repeat(np.arange(len(counts)), counts), bins.astype(np.int64)] = values
+    return out
+
+
+def filtered_records(cfg: Mapping[str, Any], workers: int = 0, progress: bool | None = False,
+                     chunk_size: int = 512) -> FilteredChunk:
+    """Read and filter the records of a `data` config in `workers` processes (0 or 1: this one): every kept
+    record in file order with its spectrum as a CSR row, and the report of every drop. progress: a bar of the
+    bytes read (None: on a terminal only)."""
+    path = cfg["path"]
+    fmt = record_format(path, cfg.get("format", "auto"))
+    prepare = ChunkFilter(fmt, str(cfg.get("encoding") or "utf-8"), dict(cfg.get("filters") or {}),
+                          int(cfg["max_mz"]))
+    report = DropReport(name=f"dataset {cfg.get('name', '')}".strip(), listed_reasons=LISTED_REASONS)
+    files = spectrum_files(path)
+    plain = all(inner_suffix(f) == f.suffix.lower() for f in files)  # a compressed file's size says little
+    bar = tqdm(total=sum(f.stat().st_size for f in files) if plain else None, unit="B", unit_scale=True,
+               desc="reading spectra", disable=None if progress is None else not progress)
+
+    def tracked() -> Iterator[tuple[str, str, RawRecord]]:
+        for item in raw_records(path, fmt, report):
+            bar.update(len(item[2].data))
+            yield item
+
+    records: list[CompoundRecord] = []
+    counts, bins, values = [], [], []
+    with bar:
+        for chunk in ordered_map(prepare, chunked(tracked(), chunk_size), workers):
+            records += chunk.records
+            counts.append(chunk.counts)
+            bins.append(chunk.bins)
+            values.append(chunk.values)
+            report.keep(chunk.report.kept)
+            report.add_drops(chunk.report)
+    return FilteredChunk(records, np.concatenate([np.zeros(0, np.int64), *counts]),
+                         np.concatenate([np.zeros(0, np.uint16), *bins]),
+                         np.concatenate([np.zeros(0, np.float32), *values]), report)
+
+
+def split_dataset(filtered: FilteredChunk, cfg: Mapping[str, Any]) -> SpectraData:
+    """The SpectraData of filtered records, split as the `data` config says."""
+    if not filtered.records:
+        raise ValueError(f"no usable records in {cfg['path']}:\n{filtered.report.format()}")
+    max_mz = int(cfg["max_mz"])
+    split = assign_splits(filtered.records, dict(cfg.get("split") or {}))
+    return SpectraData(filtered.records, np.asarray(split), filtered.report, max_mz, meta={"path": str(cfg["path"])},
+                       spectra=dense_spectra(filtered.counts, filtered.bins, filtered.values, max_mz))
+
+
+def load_spectra(cfg: Mapping[str, Any], workers: int = 0, progress: bool | None = False) -> SpectraData:
+    """Read, filter, bin and split the spectra described by a `data` config (in `workers` processes)."""
+    return split_dataset(filtered_records(cfg, workers, progress), cfg)

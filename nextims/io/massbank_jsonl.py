@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 
 from nextims.errors import DropReport, RecordError
-from nextims.io.text import iter_spectra
+from nextims.io.text import RecordFormat, iter_spectra
 from nextims.spectrum import Spectrum, validate_peaks
 
 # Fields renamed to the standard metadata keys; the rest keep their (lower-cased) names.
@@ -40,7 +40,7 @@ def read_massbank_jsonl(
     path: str | Path, report: DropReport | None = None, encoding: str = "utf-8"
 ) -> Iterator[Spectrum]:
     """Spectra of a MassBank EI JSON Lines file (plain, .gz, .xz or .bz2)."""
-    return iter_spectra(path, None, parse_massbank_json, _accession, report, encoding)
+    return iter_spectra(path, FORMAT, report, encoding)
 
 
 def _accession(text: str) -> str | None:
@@ -58,3 +58,6 @@ def _peaks(peaks: Any, record: str) -> tuple[np.ndarray, np.ndarray]:
     if table.ndim != 2 or table.shape[1] != 2:
         raise RecordError(record, "malformed_peaks", "peaks are not [m/z, intensity] pairs")
     return table[:, 0], table[:, 1]
+
+
+FORMAT = RecordFormat(None, parse_massbank_json, _accession)

@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 
 from nextims.errors import DropReport, RecordError
-from nextims.io.text import iter_spectra, parse_energy, parse_float
+from nextims.io.text import RecordFormat, iter_spectra, parse_energy, parse_float, spectrum_files
 from nextims.spectrum import Spectrum, validate_peaks
 
 # Tags whose value starts with a subtag (`AC$MASS_SPECTROMETRY: ION_MODE POSITIVE`).
@@ -73,18 +73,14 @@ def read_massbank_record(
     path: str | Path, report: DropReport | None = None, encoding: str = "utf-8"
 ) -> Iterator[Spectrum]:
     """The spectra of one MassBank record file (usually one record; plain, .gz, .xz or .bz2)."""
-    return iter_spectra(path, _is_end, parse_massbank_record, _accession, report, encoding)
+    return iter_spectra(path, FORMAT, report, encoding)
 
 
 def read_massbank_records(
     paths_or_dir: str | Path | Iterable[str | Path], report: DropReport | None = None, encoding: str = "utf-8"
 ) -> Iterator[Spectrum]:
     """The spectra of many MassBank record files: a directory (searched recursively for *.txt), a file, or paths."""
-    if isinstance(paths_or_dir, (str, Path)):
-        root = Path(paths_or_dir)
-        paths: Iterable[str | Path] = sorted(root.rglob("*.txt")) if root.is_dir() else [root]
-    else:
-        paths = paths_or_dir
+    paths = spectrum_files(paths_or_dir) if isinstance(paths_or_dir, (str, Path)) else paths_or_dir
     for path in paths:
         yield from read_massbank_record(path, report, encoding)
 
@@ -124,3 +120,6 @@ def _peak_table(rows: list[list[str]], record: str) -> tuple[np.ndarray, np.ndar
     except ValueError as exc:
         raise RecordError(record, "malformed_peaks", str(exc)) from None
     return table[:, 0], table[:, 1]
+
+
+FORMAT = RecordFormat(_is_end, parse_massbank_record, _accession)

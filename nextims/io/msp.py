@@ -12,7 +12,7 @@ import numpy as np
 
 from nextims.errors import DropReport, RecordError
 from nextims.io.atomic import atomic_open
-from nextims.io.text import RawRecord, iter_spectra, parse_peak_pairs, store_field
+from nextims.io.text import RawRecord, RecordFormat, iter_spectra, parse_peak_pairs, store_field
 from nextims.spectrum import Spectrum, validate_peaks
 
 # Field names (lower-cased, spaces and underscores removed) that map to standard metadata keys.
@@ -56,7 +56,7 @@ def parse_msp_record(text: str, terminated: bool = True, where: str = "?") -> Sp
 def read_msp(path: str | Path, report: DropReport | None = None, encoding: str = "utf-8") -> Iterator[Spectrum]:
     """Spectra of an MSP file (plain, .gz, .xz or .bz2); records are separated by blank lines (a blank line inside a
     record's peak list, before it has all its Num Peaks peaks, does not end the record)."""
-    return iter_spectra(path, _is_blank, parse_msp_record, _record_name, report, encoding, join=_join_peak_lists)
+    return iter_spectra(path, FORMAT, report, encoding)
 
 
 def write_msp(spectra: Iterable[Spectrum], path: str | Path, intensity_scale: float = 999.0,
@@ -213,3 +213,6 @@ def _number(value: Any) -> str:
 def _one_line(value: Any) -> str:
     text = str(value)
     return (re.sub(r"[\r\n]+", " ", text) if "\n" in text or "\r" in text else text).strip()
+
+
+FORMAT = RecordFormat(_is_blank, parse_msp_record, _record_name, _join_peak_lists)

@@ -10,7 +10,7 @@ from typing import Any
 from rdkit import Chem, rdBase
 
 from nextims.errors import DropReport, RecordError
-from nextims.io.text import iter_spectra, parse_peak_pairs, store_field
+from nextims.io.text import RecordFormat, iter_spectra, parse_peak_pairs, store_field
 from nextims.spectrum import Spectrum, validate_peaks
 
 PEAKS_PROPERTY = "MASS SPECTRAL PEAKS"
@@ -45,7 +45,7 @@ def parse_sdf_record(text: str, terminated: bool = True, where: str = "?") -> Sp
 
 def read_sdf(path: str | Path, report: DropReport | None = None, encoding: str = "utf-8") -> Iterator[Spectrum]:
     """Spectra of a NEIMS-style SDF file (plain, .gz, .xz or .bz2)."""
-    return iter_spectra(path, _is_end, parse_sdf_record, _record_name, report, encoding)
+    return iter_spectra(path, FORMAT, report, encoding)
 
 
 def _is_end(line: bytes) -> bool:
@@ -102,3 +102,6 @@ def _structure(mol_block: str, record: str, inchikey: str | None) -> dict[str, s
             if key:
                 out["inchikey"] = key
     return out
+
+
+FORMAT = RecordFormat(_is_end, parse_sdf_record, _record_name)

@@ -83,6 +83,12 @@ def open_binary(path: str | Path, check: bool = True) -> BinaryIO:
     return opener(path, "rb")
 
 
+def spectrum_files(path: str | Path) -> list[Path]:
+    """The files a spectrum path stands for: the file itself, or a MassBank record directory's *.txt files."""
+    root = Path(path)
+    return sorted(root.rglob("*.txt")) if root.is_dir() else [root]
+
+
 def inner_suffix(path: str | Path) -> str:
     """The lower-cased extension under any compression suffix ("a.msp.gz" -> ".msp")."""
     suffixes = [s.lower() for s in Path(path).suffixes]
@@ -140,40 +146,57 @@ def decode_record(raw: RawRecord, encoding: str, name_of: Callable[[str], str | 
         raise RecordError(record, "encoding", f"byte 0x{bad} at offset {exc.start} is not {encoding}") from None
 
 
-def iter_spectra(
-    path: str | Path,
-    is_end: Callable[[bytes], bool] | None,
-    parse: Callable[[str, bool, str], Spectrum],
-    name_of: Callable[[str], str | None],
-    report: DropReport | None,
-    encoding: str,
-    join: Callable[[Iterator[RawRecord]], Iterator[RawRecord]] | None = None,
-) -> Iterator[Spectrum]:
-    """Split a file into records, decode and parse each (parse(text, terminated, location)), yield the valid ones.
+@dataclass(frozen=True)
+class RecordFormat:
+    """How a spectrum format's files split into records (closing lines where is_end holds, or single lines; join
+    rejoins records a split cut apart) and how one record's text is parsed (parse(text, terminated, location));
+    name_of(text) finds a record's id in roughly decoded text, to name a record whose bytes do not decode."""
 
-    name_of(text) finds a record's id in roughly decoded text, to name a record whose bytes do not decode;
-    join, when given, rejoins records that split_records cut apart. Bad records raise RecordError when report is
-    None, else are counted there and skipped; a compressed stream cut short counts once as `truncated_file`.
-    """
-    source = Path(path).name
-    read = 0
-    records = split_records(path, is_end)
-    for raw in join(records) if join is not None else records:
-        where = location(path, raw)
-        if raw.cut:
-            handle(RecordError(source, "truncated_file", f"the compressed stream ends early at line {raw.line}: "
-                                                         f"{read} records read before the cut, the rest is lost"),
-                   report)
-            if not raw.data.strip():
-                continue
-        read += 1
+    is_end: Callable[[bytes], bool] | None
+    parse: Callable[[str, bool, str], Spectrum]
+    name_of: Callable[[str], str | None]
+    join: Callable[[Iterator[RawRecord]], Iterator[RawRecord]] | None = None
+
+    def records(self, path: str | Path) -> Iterator[tuple[str, RawRecord]]:
+        """(location, raw record) of each record of a file; one with cut=True marks a compressed stream cut short."""
+        records = split_records(path, self.is_end)
+        for raw in self.join(records) if self.join is not None else records:
+            yield location(path, raw), raw
+
+    def spectrum(self, raw: RawRecord, where: str, source: str, encoding: str) -> Spectrum:
+        """The Spectrum of one raw record (RecordError when it is unusable), its metadata's `source` set."""
+        spectrum = self.parse(decode_record(raw, encoding, self.name_of, where), raw.terminated, where)
+        spectrum.metadata.setdefault("source", source)
+        return spectrum
+
+
+def raw_records(path: str | Path, fmt: RecordFormat,
+                report: DropReport | None) -> Iterator[tuple[str, str, RawRecord]]:
+    """(file name, location, raw record) of each record of the file(s) of path (a file, or a MassBank record directory) that
+    holds data; a compressed stream cut short counts once as `truncated_file` in report (raised without one),
+    naming how many records came before the cut."""
+    for file in spectrum_files(path):
+        read = 0
+        for where, raw in fmt.records(file):
+            if raw.cut:
+                handle(RecordError(file.name, "truncated_file", f"the compressed stream ends early at line "
+                                                                f"{raw.line}: {read} records read before the cut, "
+                                                                "the rest is lost"), report)
+                if not raw.data.strip():
+                    continue
+            read += 1
+            yield file.name, where, raw
+
+
+def iter_spectra(path: str | Path, fmt: RecordFormat, report: DropReport | None, encoding: str) -> Iterator[Spectrum]:
+    """The valid spectra of a file in format fmt. Bad records raise RecordError when report is None, else are
+    counted there and skipped; a compressed stream cut short counts once as `truncated_file`."""
+    for source, where, raw in raw_records(path, fmt, report):
         try:
-            text = decode_record(raw, encoding, name_of, where)
-            spectrum = parse(text, raw.terminated, where)
+            spectrum = fmt.spectrum(raw, where, source, encoding)
         except RecordError as err:
             handle(err, report)
             continue
-        spectrum.metadata.setdefault("source", source)
         if report is not None:
             report.keep()
         yield spectrum

@@ -20,16 +20,16 @@ from typing import Any, Callable, Sequence
 import h5py
 import numpy as np
 import torch
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
 from nextims.data.bde_graphs import BDE_FEATURIZER, MolArrays, PackedGraphs, featurizer_signature, mol_arrays
 from nextims.data.cache import H5Reader, ReopensByPath, atomic_h5, cache_is_valid, content_hash
 from nextims.data.featurize import ELEMENTS, mol_from_smiles
-from nextims.data.spectra import SpectraData, load_spectra
+from nextims.data.spectra import SpectraData
 from nextims.errors import RecordError
 from nextims.models.bondnet import BondNet, load_bondnet, predict_bonds
 from nextims.models.weights import weights_digest
-from nextims.phases.common import tracked_run, write_metrics
+from nextims.phases.common import load_data, tracked_run, write_metrics
 from nextims.training.runtime import select_device, set_threads
 
 # Bump whenever the layout or meaning of the cache file changes.
@@ -184,7 +184,7 @@ def ensure_cache(cfg: DictConfig, tracker: Any = None, data: SpectraData | None 
     """The BDE cache of the spectrum data `cfg.data` (or the already loaded `data`) for the configured model:
     reused when its key matches (same weights file content, compounds, featurizer, format), else built;
     coverage printed and logged."""
-    data = data if data is not None else load_spectra(OmegaConf.to_container(cfg.data, resolve=True))
+    data = data if data is not None else load_data(cfg)
     ids, smiles = [str(k) for k in data.compound_keys], list(data.compound_smiles)
     weights = weights_path(cfg)
     if not weights.exists():

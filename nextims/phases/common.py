@@ -18,11 +18,12 @@ from omegaconf import DictConfig, OmegaConf
 from nextims.config import build, flatten, to_yaml
 from nextims.data.cache import content_hash
 from nextims.data.feature_store import FeatureSet, build_or_load
-from nextims.data.spectra import SpectraData, load_spectra
+from nextims.data.dataset_cache import load_dataset
+from nextims.data.spectra import SpectraData
 from nextims.models.weights import check_precision
 from nextims.tracking import NullTracker, source_tags
 from nextims.training.distributed import is_main
-from nextims.training.runtime import peak_rss_gb
+from nextims.training.runtime import peak_rss_gb, worker_count
 
 # The config entries that define a spectrum training run (its checkpoint folder).
 RUN_DEFINING = ("seed", "phase", "data", "featurizer", "model", "loss", "trainer")
@@ -48,9 +49,17 @@ class SpectrumContext:
         self.fingerprints = self.features.sparse_fingerprints  # kept sparse; dense a batch at a time
 
 
+def load_data(cfg: DictConfig) -> SpectraData:
+    """The spectra of `cfg.data`, read and filtered in `data.workers` processes, cached in `paths.cache_dir`
+    unless `data.cache` is false."""
+    data_cfg = OmegaConf.to_container(cfg.data, resolve=True)
+    cache_dir = Path(cfg.paths.cache_dir) if data_cfg.get("cache", True) else None
+    return load_dataset(data_cfg, cache_dir, worker_count(data_cfg.get("workers", 0)))
+
+
 def load_context(cfg: DictConfig) -> SpectrumContext:
     """Load and split the spectra, log the dataset report, featurize the compounds (cached)."""
-    data = load_spectra(OmegaConf.to_container(cfg.data, resolve=True))
+    data = load_data(cfg)
     log.info(data.report.format())
     featurizer = build(cfg.featurizer.graph)
     features = build_or_load(list(data.compound_keys), data.compound_smiles, featurizer,
