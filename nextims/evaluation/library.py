@@ -6,7 +6,7 @@ from collections.abc import Callable, Sequence
 
 import numpy as np
 
-from nextims.evaluation.similarity import SIMILARITIES
+from nextims.evaluation.similarity import SIMILARITIES, VECTORS
 
 # Queries per block (a block holds a (block, library size) similarity matrix), at most QUERY_CHUNK and few enough
 # that a block's matrices (float64 similarities, boolean masks: about 12 bytes a cell) fit MATCH_MEMORY_BYTES.
@@ -17,6 +17,8 @@ _BYTES_PER_CELL = 12
 TIE_TOLERANCE = 1e-12
 
 MatrixFn = Callable[[np.ndarray, np.ndarray], np.ndarray]
+# A library as one array of binned spectra or several (stacked in order, e.g. observed float32 and predicted float64)
+Library = np.ndarray | Sequence[np.ndarray]
 
 
 def _matrix_fn(similarity: str | MatrixFn) -> MatrixFn:
@@ -27,15 +29,27 @@ def _matrix_fn(similarity: str | MatrixFn) -> MatrixFn:
     return SIMILARITIES[similarity].matrix
 
 
-def _check_inputs(query_vecs: np.ndarray, library_vecs: np.ndarray,
-                  true_index: np.ndarray) -> np.ndarray:
+def library_scorer(library_vecs: Library, similarity: str | MatrixFn = "cosine"
+                   ) -> tuple[Callable[[np.ndarray], np.ndarray], int]:
+    """A function giving the (queries, library) similarities of a block of queries, and the library's size; the
+    library's vectors are made once where the similarity allows it (VECTORS), not once per block."""
+    if isinstance(similarity, str) and similarity in VECTORS:
+        vectors = VECTORS[similarity]
+        prepared = vectors(library_vecs)
+        return (lambda queries: np.clip(vectors(queries) @ prepared.T, 0.0, 1.0)), len(prepared)
+    matrix = _matrix_fn(similarity)
+    library = library_vecs if isinstance(library_vecs, np.ndarray) else np.concatenate(list(library_vecs))
+    return (lambda queries: matrix(queries, library)), len(library)
+
+
+def _check_inputs(query_vecs: np.ndarray, library_size: int, true_index: np.ndarray) -> np.ndarray:
     true_index = np.asarray(true_index)
     if not np.issubdtype(true_index.dtype, np.integer):
         raise ValueError("true_index must hold integers")
     if true_index.shape != (len(query_vecs),):
         raise ValueError(f"true_index has shape {true_index.shape}, expected ({len(query_vecs)},)")
-    if len(true_index) and (true_index.min() < 0 or true_index.max() >= len(library_vecs)):
-        raise ValueError(f"true_index out of range for a library of {len(library_vecs)} entries")
+    if len(true_index) and (true_index.min() < 0 or true_index.max() >= library_size):
+        raise ValueError(f"true_index out of range for a library of {library_size} entries")
     return true_index.astype(np.int64)
 
 
@@ -66,23 +80,22 @@ def mass_filter_mask(query_masses: np.ndarray, library_masses: np.ndarray,
     return np.abs(np.rint(q)[:, None] - np.rint(lib)[None, :]) <= tolerance
 
 
-def rank_of_true(query_vecs: np.ndarray, library_vecs: np.ndarray, true_index: np.ndarray,
+def rank_of_true(query_vecs: np.ndarray, library_vecs: Library, true_index: np.ndarray,
                  similarity: str | MatrixFn = "cosine",
                  candidate_mask: np.ndarray | None = None) -> np.ndarray:
     """1-based rank of library entry true_index[i] for query i among the candidates (ties count against)."""
-    true_index = _check_inputs(query_vecs, library_vecs, true_index)
-    matrix = _matrix_fn(similarity)
+    scores, size = library_scorer(library_vecs, similarity)
+    true_index = _check_inputs(query_vecs, size, true_index)
     if candidate_mask is not None:
         candidate_mask = np.asarray(candidate_mask, dtype=bool)
-        if candidate_mask.shape != (len(query_vecs), len(library_vecs)):
-            raise ValueError(f"candidate_mask has shape {candidate_mask.shape}, "
-                             f"expected {(len(query_vecs), len(library_vecs))}")
+        if candidate_mask.shape != (len(query_vecs), size):
+            raise ValueError(f"candidate_mask has shape {candidate_mask.shape}, expected {(len(query_vecs), size)}")
     ranks = np.empty(len(true_index), dtype=np.int64)
-    step = query_block(len(library_vecs))
+    step = query_block(size)
     for start in range(0, len(true_index), step):
         block = slice(start, start + step)
         mask = None if candidate_mask is None else candidate_mask[block]
-        ranks[block] = _ranks(matrix(query_vecs[block], library_vecs), true_index[block], mask)
+        ranks[block] = _ranks(scores(query_vecs[block]), true_index[block], mask)
     return ranks
 
 
@@ -94,21 +107,21 @@ def recall_at_k(ranks: np.ndarray, ks: Sequence[int] = (1, 5, 10)) -> dict[str, 
     return {f"recall@{k}": float(np.mean(ranks <= k)) for k in ks}
 
 
-def matching_ranks(query_vecs: np.ndarray, library_vecs: np.ndarray, true_index: np.ndarray,
+def matching_ranks(query_vecs: np.ndarray, library_vecs: Library, true_index: np.ndarray,
                    query_masses: np.ndarray, library_masses: np.ndarray, similarity: str | MatrixFn = "cosine",
                    mass_tolerance: float = 5.0) -> tuple[np.ndarray, np.ndarray]:
     """Per query, the rank of its true entry over the whole library and among entries within ±mass_tolerance."""
-    true_index = _check_inputs(query_vecs, library_vecs, true_index)
+    scores, size = library_scorer(library_vecs, similarity)
+    true_index = _check_inputs(query_vecs, size, true_index)
     query_masses = np.asarray(query_masses, dtype=np.float64)
-    if query_masses.shape != (len(query_vecs),) or np.shape(library_masses) != (len(library_vecs),):
+    if query_masses.shape != (len(query_vecs),) or np.shape(library_masses) != (size,):
         raise ValueError("need one mass per query and per library entry")
-    matrix = _matrix_fn(similarity)
     ranks = np.empty(len(true_index), dtype=np.int64)
     ranks_mass = np.empty_like(ranks)
-    step = query_block(len(library_vecs))
+    step = query_block(size)
     for start in range(0, len(true_index), step):
         block = slice(start, start + step)
-        sim = matrix(query_vecs[block], library_vecs)
+        sim = scores(query_vecs[block])
         mask = mass_filter_mask(query_masses[block], library_masses, mass_tolerance)
         ranks[block] = _ranks(sim, true_index[block], None)
         ranks_mass[block] = _ranks(sim, true_index[block], mask)
@@ -130,11 +143,12 @@ def matching_metrics(ranks: np.ndarray, ranks_mass: np.ndarray, library_size: in
     return out
 
 
-def library_matching(query_vecs: np.ndarray, library_vecs: np.ndarray, true_index: np.ndarray,
+def library_matching(query_vecs: np.ndarray, library_vecs: Library, true_index: np.ndarray,
                      query_masses: np.ndarray, library_masses: np.ndarray,
                      ks: Sequence[int] = (1, 5, 10), similarity: str | MatrixFn = "cosine",
                      mass_tolerance: float = 5.0) -> dict[str, float]:
     """Recall@k and mean rank, over the whole library and among entries within ±mass_tolerance."""
     ranks, ranks_mass = matching_ranks(query_vecs, library_vecs, true_index, query_masses, library_masses,
                                        similarity, mass_tolerance)
-    return matching_metrics(ranks, ranks_mass, len(library_vecs), ks, mass_tolerance)
+    size = len(library_vecs) if isinstance(library_vecs, np.ndarray) else sum(len(part) for part in library_vecs)
+    return matching_metrics(ranks, ranks_mass, size, ks, mass_tolerance)

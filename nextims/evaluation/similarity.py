@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from functools import partial
 from typing import Callable, NamedTuple
 
 import numpy as np
@@ -40,13 +42,31 @@ def weighted_vectors(x: np.ndarray, mz_power: float, intensity_power: float) -> 
     return x ** intensity_power * mz ** mz_power
 
 
+def unit_weighted(x: np.ndarray | Sequence[np.ndarray], mz_power: float = 1.0,
+                  intensity_power: float = 0.5) -> np.ndarray:
+    """The weighted vectors of the rows of x (or of several arrays, stacked) scaled to unit norm, float64; made
+    CHUNK_ROWS rows at a time, so a library-size input of float32 spectra needs no float64 copy of its own."""
+    parts = [x] if isinstance(x, np.ndarray) else list(x)
+    widths = {np.shape(part)[1] for part in parts if np.ndim(part) == 2}
+    if len(widths) != 1 or any(np.ndim(part) != 2 for part in parts):
+        raise ValueError(f"x: expected (n, B) arrays of binned spectra of one width, got shapes "
+                         f"{[np.shape(part) for part in parts]}")
+    out = np.empty((sum(len(part) for part in parts), widths.pop()))
+    row = 0
+    for part in parts:
+        for start in range(0, len(part), CHUNK_ROWS):
+            block = part[start:start + CHUNK_ROWS]
+            out[row:row + len(block)] = _unit_rows(weighted_vectors(block, mz_power, intensity_power))
+            row += len(block)
+    return out
+
+
 def cosine_matrix(a: np.ndarray, b: np.ndarray, mz_power: float = 1.0,
                   intensity_power: float = 0.5) -> np.ndarray:
     """(n, m) cosine of the weighted vectors (default: NEIMS weighting); zero spectra score 0."""
     a, b = _check_pair(a, b, paired=False)
-    wa = _unit_rows(weighted_vectors(a, mz_power, intensity_power))
-    wb = _unit_rows(weighted_vectors(b, mz_power, intensity_power))
-    return np.clip(wa @ wb.T, 0.0, 1.0)
+    return np.clip(unit_weighted(a, mz_power, intensity_power) @ unit_weighted(b, mz_power, intensity_power).T,
+                   0.0, 1.0)
 
 
 def paired_cosine(a: np.ndarray, b: np.ndarray, mz_power: float = 1.0,
@@ -127,4 +147,10 @@ SIMILARITIES: dict[str, Similarity] = {
     "cosine": Similarity(paired_cosine, cosine_matrix),
     "wdp": Similarity(paired_wdp, wdp_matrix),
     "entropy": Similarity(paired_entropy, entropy_matrix),
+}
+# The similarities that are a dot product of vectors each spectrum gives on its own: a library's vectors are made
+# once, and a block of queries scores clip(queries' vectors @ library's vectors.T, 0, 1).
+VECTORS: dict[str, Callable[[np.ndarray | Sequence[np.ndarray]], np.ndarray]] = {
+    "cosine": partial(unit_weighted, mz_power=1.0, intensity_power=0.5),
+    "wdp": partial(unit_weighted, mz_power=3.0, intensity_power=0.6),
 }

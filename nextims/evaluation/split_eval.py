@@ -74,7 +74,7 @@ def score_split(data: SpectraData, predict: Callable[[np.ndarray], np.ndarray], 
     ref_compounds = data.compound_indices(LIBRARY_SPLITS[split])
     predicted = np.asarray(predict(eval_compounds), dtype=np.float64)
     rep = data.representative_records()
-    library = np.concatenate([data.spectra[rep[ref_compounds]].astype(np.float64), predicted])
+    library = [data.spectra[rep[ref_compounds]], predicted]  # stacked by the matching, without a float64 copy
     library_masses = np.concatenate([data.compound_masses[ref_compounds], data.compound_masses[eval_compounds]])
     queries = np.flatnonzero(np.isin(data.record_compound, eval_compounds))
     position = np.full(len(data.compound_keys), -1, dtype=np.int64)
@@ -87,6 +87,6 @@ def score_split(data: SpectraData, predict: Callable[[np.ndarray], np.ndarray], 
     paired = predicted[position[query_compounds]]
     sims = {"cosine": paired_cosine(paired, observed, mz_power=1.0, intensity_power=0.5),
             "wdp": paired_wdp(paired, observed), "entropy": paired_entropy(paired, observed)}
-    everything = SplitScores({}, ranks, query_compounds, ranks_mass, sims, f"{split}/", len(library), tuple(ks),
-                             mass_tolerance)
+    everything = SplitScores({}, ranks, query_compounds, ranks_mass, sims, f"{split}/", len(library_masses),
+                             tuple(ks), mass_tolerance)
     return everything.subset(np.ones(len(ranks), dtype=bool))

@@ -5,6 +5,7 @@ import pytest
 
 from nextims.evaluation import SIMILARITIES, library_matching, mass_filter_mask, rank_of_true, recall_at_k
 from nextims.evaluation import library as library_mod
+from nextims.evaluation.library import matching_ranks
 
 B = 11
 
@@ -93,3 +94,20 @@ def test_bad_arguments_are_rejected() -> None:
         rank_of_true(QUERIES, LIBRARY, TRUE, candidate_mask=np.ones((4, 3), dtype=bool))
     with pytest.raises(ValueError, match="one mass"):
         library_matching(QUERIES, LIBRARY, TRUE, QUERY_MASSES[:3], LIBRARY_MASSES)
+
+
+@pytest.mark.parametrize("similarity", ["cosine", "wdp", "entropy"])
+def test_a_library_in_parts_ranks_as_the_stacked_library(similarity: str) -> None:
+    rng = np.random.default_rng(3)
+    observed = (rng.random((40, 60)) * (rng.random((40, 60)) < 0.2)).astype(np.float32)
+    observed[7] = observed[5]  # a tie, which must count against the query in both forms
+    predicted = rng.random((25, 60)) * (rng.random((25, 60)) < 0.2)
+    queries = np.concatenate([observed[:10].astype(np.float64), rng.random((15, 60))])
+    true = rng.integers(0, 65, len(queries))
+    q_mass, l_mass = rng.integers(50, 70, len(queries)), rng.integers(50, 70, 65)
+    stacked = np.concatenate([observed.astype(np.float64), predicted])
+    expected = matching_ranks(queries, stacked, true, q_mass, l_mass, similarity=similarity)
+    parts = matching_ranks(queries, [observed, predicted], true, q_mass, l_mass, similarity=similarity)
+    assert all(np.array_equal(a, b) for a, b in zip(expected, parts))
+    assert np.array_equal(rank_of_true(queries, [observed, predicted], true, similarity),
+                          rank_of_true(queries, stacked, true, similarity))
