@@ -141,3 +141,70 @@ def test_transfer_soft_labels_are_sharded_filtered_and_resumed(compose_cfg, teac
     train(compose_cfg(TINY_STUDENT + ["teacher.checkpoint=teacher_tiny", f"paths.weights_dir={teacher_dir}",
                                       "transfer.sources=[]"]))
     assert len(list(Path(cfg.paths.checkpoint_dir).glob("student-student_moe-*"))) == 2
+
+
+_KILLED_SOFT_LABELS = """
+import sys, time
+from pathlib import Path
+from omegaconf import OmegaConf
+from nextims.config import register_resolvers
+import nextims.phases.transfer_labels as tl
+from nextims.phases.common import load_context
+
+register_resolvers()
+cfg, marker = OmegaConf.create(Path(sys.argv[1]).read_text()), Path(sys.argv[2])
+real, calls = tl.write_shard, []
+
+def slow(*args, **kwargs):
+    written = real(*args, **kwargs)
+    calls.append(written)
+    if len(calls) == 2:  # the second shard's datasets written, the file neither complete nor in place
+        marker.write_text("written")
+        time.sleep(60)
+    return written
+
+tl.write_shard = slow
+tl.ensure_transfer_set(cfg, load_context(cfg))
+"""
+
+
+def test_a_killed_soft_label_build_reruns_to_what_an_uninterrupted_build_writes(compose_cfg, teacher_dir: Path,
+                                                                               tmp_path: Path) -> None:
+    import os
+    import signal
+    import time
+
+    from omegaconf import OmegaConf, open_dict
+
+    from nextims.phases.common import load_context
+    from nextims.phases.transfer_labels import ensure_transfer_set
+
+    cfg = compose_cfg(TINY_STUDENT + ["teacher.checkpoint=teacher_tiny", f"paths.weights_dir={teacher_dir}"])
+    config, marker = tmp_path / "cfg.yaml", tmp_path / "marker"
+    config.write_text(OmegaConf.to_yaml(cfg, resolve=True))
+    writer = subprocess.Popen([sys.executable, "-c", _KILLED_SOFT_LABELS, str(config), str(marker)],
+                              cwd=PROJECT_ROOT)
+    try:
+        deadline = time.monotonic() + 120
+        while not marker.exists() and writer.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert marker.exists(), "the build never reached its second shard"
+        os.kill(writer.pid, signal.SIGKILL)
+        writer.wait(timeout=10)
+    finally:
+        if writer.poll() is None:
+            writer.kill()
+    (folder,) = Path(cfg.paths.cache_dir).glob("transfer-*")
+    assert [p.name for p in folder.glob("shard-*.h5")] == ["shard-00000.h5"]
+    assert len(list(folder.glob(".shard-00001.h5.*.tmp"))) == 1  # the killed writer's half-written shard
+    first = (folder / "shard-00000.h5").stat().st_mtime_ns
+    ctx = load_context(cfg)
+    resumed = ensure_transfer_set(cfg, ctx)
+    assert (folder / "shard-00000.h5").stat().st_mtime_ns == first  # the complete shard is kept, not rebuilt
+    assert not list(folder.glob(".*.tmp"))
+    with open_dict(cfg):
+        cfg.paths.cache_dir = str(tmp_path / "uninterrupted")
+    whole = ensure_transfer_set(cfg, ctx)
+    assert np.array_equal(resumed.soft, whole.soft) and np.array_equal(resumed.keys, whole.keys)
+    assert np.array_equal(resumed.batch(np.arange(len(whole)))["fp"].numpy(),
+                          whole.batch(np.arange(len(whole)))["fp"].numpy())
