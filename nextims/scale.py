@@ -94,7 +94,7 @@ def measure_training(cfg: DictConfig, name: str) -> dict[str, Any]:
     start = time.perf_counter()
     features = build_or_load(list(data.compound_keys), data.compound_smiles, build(cfg.featurizer.graph),
                              n_bits=int(cfg.featurizer.fp_bits), radius=int(cfg.featurizer.fp_radius),
-                             cache_dir=Path(cfg.paths.cache_dir))
+                             cache_dir=Path(cfg.paths.cache_dir), workers=worker_count(cfg.data.workers))
     ctx = SpectrumContext(data, features)
     features_s = time.perf_counter() - start
     tracker = NullTracker()

@@ -8,6 +8,7 @@ import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import h5py
 import numpy as np
@@ -16,6 +17,7 @@ from torch_geometric.data import Data
 
 from nextims.data.cache import H5Reader, ReopensByPath, atomic_h5, cache_is_valid, content_hash
 from nextims.data.featurize import MolGraphFeaturizer, featurizer_signature, mol_from_smiles, nominal_mass
+from nextims.data.parallel import chunked, ordered_map
 from nextims.data.sites import SITES_VERSION, CleavageSites, fingerprint_and_sites
 from nextims.data.sparse import SparseCounts
 
@@ -99,50 +101,72 @@ def _append(dataset: h5py.Dataset, block: np.ndarray, axis: int = 0) -> None:
     dataset[tuple(index)] = block
 
 
+@dataclass(frozen=True)
+class BlockFeaturizer:
+    """The features of a block of (id, SMILES) pairs as arrays ready to append (picklable: runs in workers)."""
+
+    featurizer: MolGraphFeaturizer
+    n_bits: int
+    radius: int
+
+    def __call__(self, block: list[tuple[str, str]]) -> dict[str, Any]:
+        """Fingerprints, masses, graph arrays and cleavage sites of the block's compounds, in order."""
+        mols = [mol_from_smiles(smi, cid) for cid, smi in block]
+        graphs = [self.featurizer(mol) for mol in mols]
+        fp_sites = [fingerprint_and_sites(m, self.n_bits, self.radius) for m in mols]
+        return {"fingerprints": np.minimum(np.stack([fp for fp, _ in fp_sites]), MAX_COUNT).astype(np.uint16),
+                "sites": CleavageSites.concat([s for _, s in fp_sites], self.radius + 1),
+                "mass": [nominal_mass(m) for m in mols],
+                "atoms": [g.num_nodes for g in graphs], "edges": [g.edge_index.shape[1] for g in graphs],
+                "x": torch.cat([g.x for g in graphs]).numpy(),
+                "edge_index": torch.cat([g.edge_index for g in graphs], dim=1).numpy().astype(np.int32),
+                "edge_attr": torch.cat([g.edge_attr for g in graphs]).numpy(),
+                "frag_mass": torch.cat([g.frag_mass for g in graphs]).numpy().astype(np.int32)}
+
+
 def _write_features(f: h5py.File, ids: Sequence[str], smiles: Sequence[str],
                     featurizer: MolGraphFeaturizer, n_bits: int, radius: int, block_size: int,
-                    on_block: Callable[[int, int], None] | None) -> None:
-    """Featurize the compounds block by block into the open file f."""
+                    on_block: Callable[[int, int], None] | None, workers: int = 0) -> None:
+    """Featurize the compounds block by block (in `workers` processes) into the open file f."""
     n = len(ids)
     f.attrs["signature"] = json.dumps(featurizer_signature(featurizer, n_bits, radius), sort_keys=True)
     f.create_dataset("ids", data=np.array(list(ids), dtype=object), dtype=h5py.string_dtype())
     fps = f.create_dataset("fingerprints", shape=(n, n_bits), maxshape=(None, n_bits),
                            dtype=np.uint16, chunks=(16, n_bits), **_COMPRESSION)
     masses = f.create_dataset("mass", shape=(n,), dtype=np.int32)
-    x = f.create_dataset("x", shape=(0, featurizer.atom_dim), maxshape=(None, featurizer.atom_dim),
-                         dtype=np.float32, chunks=(4096, featurizer.atom_dim), **_COMPRESSION)
+    graph_data = {
+        "x": f.create_dataset("x", shape=(0, featurizer.atom_dim), maxshape=(None, featurizer.atom_dim),
+                              dtype=np.float32, chunks=(4096, featurizer.atom_dim), **_COMPRESSION),
+        "edge_attr": f.create_dataset("edge_attr", shape=(0, featurizer.bond_dim),
+                                      maxshape=(None, featurizer.bond_dim), dtype=np.float32,
+                                      chunks=(8192, featurizer.bond_dim), **_COMPRESSION),
+        "frag_mass": f.create_dataset("frag_mass", shape=(0,), maxshape=(None,), dtype=np.int32, chunks=(8192,),
+                                      **_COMPRESSION)}
     edge_index = f.create_dataset("edge_index", shape=(2, 0), maxshape=(2, None), dtype=np.int32,
                                   chunks=(2, 8192), **_COMPRESSION)
-    edge_attr = f.create_dataset("edge_attr", shape=(0, featurizer.bond_dim),
-                                 maxshape=(None, featurizer.bond_dim), dtype=np.float32,
-                                 chunks=(8192, featurizer.bond_dim), **_COMPRESSION)
-    frag_mass = f.create_dataset("frag_mass", shape=(0,), maxshape=(None,), dtype=np.int32, chunks=(8192,),
-                                 **_COMPRESSION)
     site_data = {name: f.create_dataset(f"site_{name}", shape=shape, maxshape=(None, *shape[1:]), dtype=dtype,
                                         chunks=(8192, *shape[1:]), **_COMPRESSION)
                  for name, shape, dtype in (("near", (0, radius + 1), np.int32), ("far", (0, radius + 1), np.int32),
                                             ("kind", (0,), np.int8), ("mass", (0,), np.int32))}
     atom_counts, edge_counts = np.zeros(n, dtype=np.int64), np.zeros(n, dtype=np.int64)
     site_counts = np.zeros(n, dtype=np.int64)
-    for start in range(0, n, block_size):
-        stop = min(start + block_size, n)
-        mols = [mol_from_smiles(smiles[i], ids[i]) for i in range(start, stop)]
-        graphs = [featurizer(mol) for mol in mols]
-        fp_sites = [fingerprint_and_sites(m, n_bits, radius) for m in mols]
-        fps[start:stop] = np.minimum(np.stack([fp for fp, _ in fp_sites]), MAX_COUNT).astype(np.uint16)
-        sites = CleavageSites.concat([s for _, s in fp_sites], radius + 1)
+    blocks = chunked(zip(ids, smiles), block_size)
+    start = 0
+    for block in ordered_map(BlockFeaturizer(featurizer, n_bits, radius), blocks, workers):
+        stop = start + len(block["mass"])
+        fps[start:stop] = block["fingerprints"]
+        sites = block["sites"]
         site_counts[start:stop] = np.diff(sites.offsets)
         for name, dataset in site_data.items():
             _append(dataset, getattr(sites, name))
-        masses[start:stop] = [nominal_mass(m) for m in mols]
-        atom_counts[start:stop] = [g.num_nodes for g in graphs]
-        edge_counts[start:stop] = [g.edge_index.shape[1] for g in graphs]
-        _append(x, torch.cat([g.x for g in graphs]).numpy())
-        _append(edge_index, torch.cat([g.edge_index for g in graphs], dim=1).numpy().astype(np.int32), axis=1)
-        _append(edge_attr, torch.cat([g.edge_attr for g in graphs]).numpy())
-        _append(frag_mass, torch.cat([g.frag_mass for g in graphs]).numpy().astype(np.int32))
+        masses[start:stop] = block["mass"]
+        atom_counts[start:stop], edge_counts[start:stop] = block["atoms"], block["edges"]
+        for name, dataset in graph_data.items():
+            _append(dataset, block[name])
+        _append(edge_index, block["edge_index"], axis=1)
         if on_block is not None:
             on_block(stop, n)
+        start = stop
     f.create_dataset("atom_offsets", data=np.concatenate([[0], np.cumsum(atom_counts)]))
     f.create_dataset("edge_offsets", data=np.concatenate([[0], np.cumsum(edge_counts)]))
     f.create_dataset("site_offsets", data=np.concatenate([[0], np.cumsum(site_counts)]))
@@ -150,8 +174,9 @@ def _write_features(f: h5py.File, ids: Sequence[str], smiles: Sequence[str],
 
 def build_or_load(ids: Sequence[str], smiles: Sequence[str], featurizer: MolGraphFeaturizer,
                   n_bits: int, radius: int, cache_dir: str | Path, block_size: int = 1024,
-                  on_block: Callable[[int, int], None] | None = None) -> FeatureSet:
-    """Features of the compounds, from `cache_dir/features-<key[:16]>.h5` when valid, else built there.
+                  on_block: Callable[[int, int], None] | None = None, workers: int = 0) -> FeatureSet:
+    """Features of the compounds, from `cache_dir/features-<key[:16]>.h5` when valid, else built there (blocks
+    featurized in `workers` processes, written in order: the same file as one process writes).
 
     Bad SMILES raise RecordError (drop them before). on_block(done, total) is called after each
     block of compounds is written while building.
@@ -165,7 +190,7 @@ def build_or_load(ids: Sequence[str], smiles: Sequence[str], featurizer: MolGrap
     else:
         log.info("building features cache %s (%d compounds)", path, len(ids))
         with atomic_h5(path, cache_key=key) as f:
-            _write_features(f, ids, smiles, featurizer, n_bits, radius, block_size, on_block)
+            _write_features(f, ids, smiles, featurizer, n_bits, radius, block_size, on_block, workers)
     return FeatureSet(path)
 
 

@@ -58,13 +58,14 @@ def load_data(cfg: DictConfig) -> SpectraData:
 
 
 def load_context(cfg: DictConfig) -> SpectrumContext:
-    """Load and split the spectra, log the dataset report, featurize the compounds (cached)."""
+    """Load and split the spectra, log the dataset report, featurize the compounds (cached; both in `data.workers`
+    processes)."""
     data = load_data(cfg)
     log.info(data.report.format())
     featurizer = build(cfg.featurizer.graph)
     features = build_or_load(list(data.compound_keys), data.compound_smiles, featurizer,
                              n_bits=int(cfg.featurizer.fp_bits), radius=int(cfg.featurizer.fp_radius),
-                             cache_dir=Path(cfg.paths.cache_dir))
+                             cache_dir=Path(cfg.paths.cache_dir), workers=worker_count(cfg.data.get("workers", 0)))
     return SpectrumContext(data, features)
 
 

@@ -274,3 +274,14 @@ def test_feature_set_pickles_without_its_file_handle(tmp_path):
     copy = pickle.loads(pickle.dumps(features))  # an h5py handle would refuse to pickle
     assert copy.reader.file is not features.reader.file
     assert torch.equal(copy.graph(1).x, features.graph(1).x)
+
+
+def test_features_built_in_worker_processes_equal_those_of_one_process(tmp_path):
+    ids = [f"c{i}" for i in range(90)]
+    smiles = ["CCO", "c1ccccc1Cl", "CC(=O)OC", "C1CCNCC1C(=O)O", "BrC=CBr"] * 18
+    one = build_or_load(ids, smiles, MolGraphFeaturizer(), 512, 2, tmp_path / "one", block_size=16)
+    two = build_or_load(ids, smiles, MolGraphFeaturizer(), 512, 2, tmp_path / "two", block_size=16, workers=2)
+    assert one.key == two.key
+    for name in ("fingerprints", "mass", "x", "edge_index", "edge_attr", "frag_mass", "atom_offsets", "edge_offsets",
+                 "site_near", "site_far", "site_kind", "site_mass", "site_offsets"):
+        assert np.array_equal(one.reader[name][:], two.reader[name][:]), name
