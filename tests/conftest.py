@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import os
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 from typing import Callable
 
@@ -55,3 +60,21 @@ def train_tiny_weights(compose_cfg: Callable[..., DictConfig], folder: Path, nam
     for suffix in (".safetensors", ".json"):
         shutil.copy(Path(cfg.paths.output_dir) / f"model{suffix}", folder / f"{name}{suffix}")
     return folder / f"{name}.safetensors", metrics
+
+
+def kill_at_marker(script: str, args: list[str], marker: Path, what: str, timeout: float = 60,
+                   cwd: Path | None = None) -> None:
+    """Run `python -c script *args`, wait until it writes marker, then kill -9 it: a writer killed at that point."""
+    writer = subprocess.Popen([sys.executable, "-c", script, *args], cwd=cwd)
+    try:
+        deadline = time.monotonic() + timeout
+        while not marker.exists() and writer.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert marker.exists(), f"the writer never {what}"
+        os.kill(writer.pid, signal.SIGKILL)
+        writer.wait(timeout=10)
+    finally:
+        if writer.poll() is None:
+            writer.kill()
+    assert writer.returncode == -signal.SIGKILL
+

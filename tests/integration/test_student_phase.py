@@ -13,7 +13,7 @@ import pytest
 
 from nextims import PROJECT_ROOT
 from nextims.train import train
-from tests.conftest import DATA_DIR, TINY
+from tests.conftest import DATA_DIR, TINY, kill_at_marker
 from tests.integration.test_teacher_phase import TINY_TEACHER
 
 TRANSFER_TINY = DATA_DIR / "transfer_tiny.smi"
@@ -170,10 +170,6 @@ tl.ensure_transfer_set(cfg, load_context(cfg))
 
 def test_a_killed_soft_label_build_reruns_to_what_an_uninterrupted_build_writes(compose_cfg, teacher_dir: Path,
                                                                                tmp_path: Path) -> None:
-    import os
-    import signal
-    import time
-
     from omegaconf import OmegaConf, open_dict
 
     from nextims.phases.common import load_context
@@ -182,18 +178,8 @@ def test_a_killed_soft_label_build_reruns_to_what_an_uninterrupted_build_writes(
     cfg = compose_cfg(TINY_STUDENT + ["teacher.checkpoint=teacher_tiny", f"paths.weights_dir={teacher_dir}"])
     config, marker = tmp_path / "cfg.yaml", tmp_path / "marker"
     config.write_text(OmegaConf.to_yaml(cfg, resolve=True))
-    writer = subprocess.Popen([sys.executable, "-c", _KILLED_SOFT_LABELS, str(config), str(marker)],
-                              cwd=PROJECT_ROOT)
-    try:
-        deadline = time.monotonic() + 120
-        while not marker.exists() and writer.poll() is None and time.monotonic() < deadline:
-            time.sleep(0.05)
-        assert marker.exists(), "the build never reached its second shard"
-        os.kill(writer.pid, signal.SIGKILL)
-        writer.wait(timeout=10)
-    finally:
-        if writer.poll() is None:
-            writer.kill()
+    kill_at_marker(_KILLED_SOFT_LABELS, [str(config), str(marker)], marker, "reached its second shard", 120,
+                   PROJECT_ROOT)
     (folder,) = Path(cfg.paths.cache_dir).glob("transfer-*")
     assert [p.name for p in folder.glob("shard-*.h5")] == ["shard-00000.h5"]
     assert len(list(folder.glob(".shard-00001.h5.*.tmp"))) == 1  # the killed writer's half-written shard

@@ -2,11 +2,7 @@
 
 import os
 import pickle
-import signal
-import subprocess
-import sys
 import textwrap
-import time
 from pathlib import Path
 
 import h5py
@@ -21,6 +17,7 @@ from nextims.data.cache import H5Reader, atomic_h5, cache_is_valid, content_hash
 from nextims.data.feature_store import FeatureStore, build_or_load, features_key
 from nextims.data.featurize import MolGraphFeaturizer, count_morgan, mol_from_smiles, nominal_mass
 from nextims.errors import RecordError
+from tests.conftest import kill_at_marker
 
 IDS = ["ethanol", "benzoic", "methane", "salt", "chlorobutane", "anisole"]
 SMILES = ["CCO", "OC(=O)c1ccccc1", "C", "[Na+].[Cl-]", "CCCCCl", "COc1ccccc1"]
@@ -212,18 +209,7 @@ _SLOW_WRITER = textwrap.dedent("""
 
 def test_killed_writer_leaves_no_usable_cache(tmp_path):
     cache_dir, marker = tmp_path / "cache", tmp_path / "marker"
-    writer = subprocess.Popen([sys.executable, "-c", _SLOW_WRITER, str(cache_dir), str(marker)])
-    try:
-        deadline = time.monotonic() + 60
-        while not marker.exists() and writer.poll() is None and time.monotonic() < deadline:
-            time.sleep(0.05)
-        assert marker.exists(), "the writer never wrote a block"
-        os.kill(writer.pid, signal.SIGKILL)
-        writer.wait(timeout=10)
-    finally:
-        if writer.poll() is None:
-            writer.kill()
-    assert writer.returncode == -signal.SIGKILL
+    kill_at_marker(_SLOW_WRITER, [str(cache_dir), str(marker)], marker, "wrote a block")
     assert _cache_files(cache_dir) == []
     assert len(list(cache_dir.glob(".features-*.tmp"))) == 1  # the killed writer's partial file
 

@@ -4,12 +4,7 @@ used half-written; the parallel first read gives exactly what the sequential one
 from __future__ import annotations
 
 import json
-import os
-import signal
-import subprocess
-import sys
 import textwrap
-import time
 from pathlib import Path
 
 import numpy as np
@@ -18,6 +13,7 @@ import pytest
 from nextims.data.cache import cache_is_valid
 from nextims.data.dataset_cache import DATASET_VERSION, dataset_key, load_dataset
 from nextims.data.spectra import SpectraData, filtered_records, load_spectra
+from tests.conftest import kill_at_marker
 
 TINY = Path(__file__).resolve().parents[1] / "data" / "massbank_tiny.jsonl"
 FILTERS = {"max_above_molecular_ion": 0.1, "isotope_min_abundance": 0.05, "protonation_margin": 1,
@@ -106,17 +102,8 @@ _KILLED_WRITER = textwrap.dedent("""
 
 def test_a_killed_build_leaves_no_cache_that_is_used(tmp_path: Path) -> None:
     cfg, cache_dir, marker = config(TINY), tmp_path / "cache", tmp_path / "marker"
-    writer = subprocess.Popen([sys.executable, "-c", _KILLED_WRITER, json.dumps(cfg), str(cache_dir), str(marker)])
-    try:
-        deadline = time.monotonic() + 60
-        while not marker.exists() and writer.poll() is None and time.monotonic() < deadline:
-            time.sleep(0.05)
-        assert marker.exists(), "the writer never got to the end of its datasets"
-        os.kill(writer.pid, signal.SIGKILL)
-        writer.wait(timeout=10)
-    finally:
-        if writer.poll() is None:
-            writer.kill()
+    kill_at_marker(_KILLED_WRITER, [json.dumps(cfg), str(cache_dir), str(marker)], marker,
+                   "got to the end of its datasets")
     assert cache_files(cache_dir) == [] and len(list(cache_dir.glob(".spectra-*.tmp"))) == 1
     rebuilt = load_dataset(cfg, cache_dir)
     (path,) = cache_files(cache_dir)
