@@ -68,9 +68,15 @@ def _not_text(source: str, suffix: str) -> InputError:
 
 def _check_text(path: Path, suffix: str) -> None:
     """Refuse a file whose (decompressed) start shows it is not UTF-8 text: NUL bytes (binary, UTF-16/32) or a
-    UTF-16/32 BOM."""
+    UTF-16/32 BOM. A compressed stream cut short is checked on what comes before the cut (read_molecules reports
+    the cut)."""
+    head = b""
     with open_binary(path) as fh:
-        head = fh.read(8192)
+        try:
+            while len(head) < 8192 and (chunk := fh.read1(8192 - len(head))):
+                head += chunk
+        except STREAM_ERRORS:
+            pass
     if b"\x00" in head or head.startswith((b"\xff\xfe", b"\xfe\xff")):
         raise _not_text(str(path), suffix)
 
@@ -179,10 +185,12 @@ def _file_molecules(fh: io.TextIOWrapper, source: str, suffix: str, smiles_colum
         if _undecodable("".join(fields), "header"):
             raise _not_text(source, suffix)
         if smiles_column not in fields:
-            raise ValueError(f"{source}: no column {smiles_column!r} (columns: {reader.fieldnames})")
+            raise InputError(f"{source}: no column {smiles_column!r} (columns: {reader.fieldnames})")
         for row in reader:
             line = reader.line_num
-            error = _undecodable("".join(str(v) for v in row.values()), f"line {line}")
+            # every field, those past the header's columns (a list under None) too
+            values = (v for value in row.values() for v in (value if isinstance(value, list) else [value]))
+            error = _undecodable("".join(v for v in values if v is not None), f"line {line}")
             if error:
                 yield InputMolecule(f"line{line}", "", error)
             else:
@@ -267,11 +275,14 @@ def prepare_molecule(item: InputMolecule, max_mass: int,
     if mol.HasSubstructMatch(_EXOTIC_ATOM):
         exotic = sorted({a.GetSymbol() for a in mol.GetAtoms()} - set(ELEMENTS))
         raise RecordError(item.name, "unsupported_element", ",".join(exotic))
-    _check_unlabelled(mol, item.name)
+    # only bracket atoms carry isotope labels or unpaired electrons: SMILES without one skips both atom loops
+    bracketed = "[" in item.smiles
+    if bracketed:
+        _check_unlabelled(mol, item.name)
     mass = nominal_mass(mol)
     if mol.GetNumHeavyAtoms() > max_heavy_atoms or mass > max_mass:
         raise RecordError(item.name, "too_large", f"{mol.GetNumHeavyAtoms()} heavy atoms, nominal mass {mass}")
-    note = "; ".join(n for n in (fragment, neutralised, _radical_note(mol)) if n)
+    note = "; ".join(n for n in (fragment, neutralised, _radical_note(mol) if bracketed else "") if n)
     return mol, PreparedMolecule(item.name, Chem.MolToSmiles(mol), Chem.MolToInchiKey(mol),
                                  rdMolDescriptors.CalcMolFormula(mol), mass, note)
 

@@ -23,7 +23,7 @@ def parse_massbank_json(text: str, terminated: bool = True, where: str = "?") ->
     """The Spectrum of one JSON line; non-JSON is `malformed_json` (`truncated` if the file ends inside it)."""
     try:
         obj = json.loads(text)
-    except json.JSONDecodeError as exc:
+    except (ValueError, RecursionError) as exc:  # JSONDecodeError; an integer too long to convert; deep nesting
         reason = "malformed_json" if terminated else "truncated"
         raise RecordError(_accession(text) or where, reason, str(exc)) from None
     if not isinstance(obj, dict):
@@ -53,7 +53,7 @@ def _peaks(peaks: Any, record: str) -> tuple[np.ndarray, np.ndarray]:
         return np.empty(0), np.empty(0)
     try:
         table = np.asarray(peaks, dtype=np.float64)
-    except (TypeError, ValueError) as exc:
+    except (TypeError, ValueError, OverflowError) as exc:  # OverflowError: an integer too large for a float
         raise RecordError(record, "malformed_peaks", str(exc)) from None
     if table.ndim != 2 or table.shape[1] != 2:
         raise RecordError(record, "malformed_peaks", "peaks are not [m/z, intensity] pairs")

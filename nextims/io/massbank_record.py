@@ -24,11 +24,16 @@ _SUBTAG_KEYS = {("CH$LINK", "INCHIKEY"): "inchikey", ("AC$MASS_SPECTROMETRY", "M
                 ("AC$MASS_SPECTROMETRY", "ION_MODE"): "ion_mode",
                 ("AC$MASS_SPECTROMETRY", "IONIZATION_ENERGY"): "ionization_energy_raw"}
 _ACCESSION = re.compile(r"^ACCESSION:\s*(\S+)", re.MULTILINE)
+# Tags (and `tag subtag`s) that say which record, compound or spectrum a record is, once: given twice with different
+# values, the text holds two records (a lost `//` line joined them) and is refused; given twice alike, kept once.
+_IDENTITY = {"ACCESSION", "CH$FORMULA", "CH$EXACT_MASS", "CH$SMILES", "CH$IUPAC", "CH$LINK INCHIKEY", "PK$SPLASH",
+             "PK$NUM_PEAK"}
 
 
 def parse_massbank_record(text: str, terminated: bool = True, where: str = "?") -> Spectrum:
     """The Spectrum of one MassBank record's text (without its closing `//` line)."""
-    record = _accession(text) or where
+    accession = _accession(text)
+    record = accession or where
     if not terminated:
         raise RecordError(record, "truncated", "the file ends before the record's `//` line")
     metadata: dict[str, Any] = {}
@@ -36,6 +41,7 @@ def parse_massbank_record(text: str, terminated: bool = True, where: str = "?") 
     peak_rows: list[list[str]] = []
     declared: int | None = None
     block = ""
+    identity: dict[str, str] = {}
     for line in text.splitlines():
         if line.startswith(" "):
             if block == "PK$PEAK":
@@ -45,7 +51,18 @@ def parse_massbank_record(text: str, terminated: bool = True, where: str = "?") 
         if not sep:
             continue
         tag, value = tag.strip(), value.strip()
+        if accession is not None and not block and tag != "ACCESSION":  # ACCESSION opens a record (fixed tag order)
+            raise RecordError(record, "malformed_record", f"{tag} before ACCESSION: the end of another record whose "
+                                                          "`//` line is missing?")
         block = tag
+        field = tag if tag in _IDENTITY else f"{tag} {value.partition(' ')[0]}"
+        if field in _IDENTITY and value and value != "N/A":
+            if field in identity:
+                if identity[field] != value:
+                    raise RecordError(record, "conflicting_field",
+                                      f"{field} given twice: {identity[field]!r} and {value!r}")
+                continue  # the same value again: kept once
+            identity[field] = value
         if tag == "PK$NUM_PEAK":
             declared = _peak_count(value, record)
         elif tag == "CH$NAME":

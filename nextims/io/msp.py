@@ -160,16 +160,26 @@ def _store(metadata: dict[str, Any], synonyms: list[str], key: str, value: str, 
     """Put one `Key: value` line under its standard key, or its lower-cased name. A field given again is kept
     once when the value is the same, noted in conflicts when an identity field's value differs, and otherwise
     joined to the earlier value with "; "."""
+    # the fields of a shared line, stored last to first (a loop: a line can hold thousands of them)
+    fields = [(key, value)]
+    while _normal(fields[-1][0]) in _SHARED_LINE and ";" in fields[-1][1]:
+        key, value = fields.pop()
+        value, _, rest = value.partition(";")
+        fields.append((key, value.strip()))
+        other, sep, other_value = rest.partition(":")
+        if not sep:
+            break
+        fields.append((other, other_value.strip()))
+    for key, value in reversed(fields):
+        _store_one(metadata, synonyms, key, value, conflicts)
+
+
+def _store_one(metadata: dict[str, Any], synonyms: list[str], key: str, value: str, conflicts: list[str]) -> None:
+    """Store one field (see _store)."""
     normal = _normal(key)
     if normal in _SYNONYMS:
         synonyms.extend(_synonym_list(value))
         return
-    if normal in _SHARED_LINE and ";" in value:
-        value, _, rest = value.partition(";")
-        other, sep, other_value = rest.partition(":")
-        if sep:
-            _store(metadata, synonyms, other, other_value.strip(), conflicts)
-        value = value.strip()
     name = _FIELDS.get(normal, key.strip().lower())
     earlier = metadata.get(name)
     store_field(metadata, name, value, _FLOATS)
@@ -188,7 +198,7 @@ def _synonym_list(value: str) -> list[str]:
     if value.startswith("[") and value.endswith("]"):
         try:
             items = ast.literal_eval(value)
-        except (ValueError, SyntaxError):
+        except (ValueError, TypeError, SyntaxError, MemoryError, RecursionError):  # what literal_eval raises
             return [value]
         if isinstance(items, list):
             return [str(item) for item in items]
