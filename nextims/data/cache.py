@@ -72,6 +72,15 @@ def atomic_h5(path: str | Path, cache_key: str | None = None,
                 f.attrs["complete"] = True
 
 
+def append_rows(dataset: h5py.Dataset, block: np.ndarray, axis: int = 0) -> None:
+    """Append block to a resizable dataset along axis."""
+    start = dataset.shape[axis]
+    dataset.resize(start + block.shape[axis], axis=axis)
+    index = [slice(None)] * dataset.ndim
+    index[axis] = slice(start, None)
+    dataset[tuple(index)] = block
+
+
 def cache_is_valid(path: str | Path, key: str, format_version: int = FORMAT_VERSION) -> bool:
     """True when path is a readable, completely written cache file for key; never raises."""
     try:

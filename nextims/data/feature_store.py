@@ -15,7 +15,7 @@ import numpy as np
 import torch
 from torch_geometric.data import Data
 
-from nextims.data.cache import H5Reader, ReopensByPath, atomic_h5, cache_is_valid, content_hash
+from nextims.data.cache import H5Reader, ReopensByPath, append_rows, atomic_h5, cache_is_valid, content_hash
 from nextims.data.featurize import MolGraphFeaturizer, featurizer_signature, mol_from_smiles, nominal_mass
 from nextims.data.parallel import chunked, ordered_map
 from nextims.data.sites import SITES_VERSION, CleavageSites, fingerprint_and_sites
@@ -92,15 +92,6 @@ def features_key(ids: Sequence[str], smiles: Sequence[str], featurizer: MolGraph
                         list(ids), list(smiles))
 
 
-def _append(dataset: h5py.Dataset, block: np.ndarray, axis: int = 0) -> None:
-    """Append block to a resizable dataset along axis."""
-    start = dataset.shape[axis]
-    dataset.resize(start + block.shape[axis], axis=axis)
-    index = [slice(None)] * dataset.ndim
-    index[axis] = slice(start, None)
-    dataset[tuple(index)] = block
-
-
 @dataclass(frozen=True)
 class BlockFeaturizer:
     """The features of a block of (id, SMILES) pairs as arrays ready to append (picklable: runs in workers)."""
@@ -158,12 +149,12 @@ def _write_features(f: h5py.File, ids: Sequence[str], smiles: Sequence[str],
         sites = block["sites"]
         site_counts[start:stop] = np.diff(sites.offsets)
         for name, dataset in site_data.items():
-            _append(dataset, getattr(sites, name))
+            append_rows(dataset, getattr(sites, name))
         masses[start:stop] = block["mass"]
         atom_counts[start:stop], edge_counts[start:stop] = block["atoms"], block["edges"]
         for name, dataset in graph_data.items():
-            _append(dataset, block[name])
-        _append(edge_index, block["edge_index"], axis=1)
+            append_rows(dataset, block[name])
+        append_rows(edge_index, block["edge_index"], axis=1)
         if on_block is not None:
             on_block(stop, n)
         start = stop

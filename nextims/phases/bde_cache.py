@@ -23,7 +23,7 @@ import torch
 from omegaconf import DictConfig
 
 from nextims.data.bde_graphs import BDE_FEATURIZER, MolArrays, PackedGraphs, featurizer_signature, mol_arrays
-from nextims.data.cache import H5Reader, ReopensByPath, atomic_h5, cache_is_valid, content_hash
+from nextims.data.cache import H5Reader, ReopensByPath, append_rows, atomic_h5, cache_is_valid, content_hash
 from nextims.data.featurize import ELEMENTS, mol_from_smiles
 from nextims.data.spectra import SpectraData
 from nextims.errors import RecordError
@@ -132,31 +132,45 @@ def coverage(graphs: PackedGraphs, bde: np.ndarray, flagged: np.ndarray, failed:
 
 def build_cache(model: BondNet, model_hash: str, ids: Sequence[str], smiles: Sequence[str], path: Path, key: str,
                 data_hash: str, batch_size: int = 256, device: torch.device | str = "cpu",
-                on_batch: Callable[[int, int], None] | None = None) -> dict[str, Any]:
+                on_batch: Callable[[int, int], None] | None = None, block_batches: int = 64) -> dict[str, Any]:
     """Predict every bond of every compound and write the cache file atomically; returns the coverage report.
 
-    on_batch(done, total) is called after each batch of molecules is predicted (before anything is final).
+    Compounds are featurized, predicted and written `block_batches` batches at a time (the same batches as all at
+    once), so memory holds one block's graphs, not the whole dataset's. on_batch(done, total) is called after each
+    batch of molecules is predicted (before anything is final).
     """
-    arrays, failed = featurize(ids, smiles)
-    graphs = PackedGraphs.pack(arrays)
-    values, flags = [], []
-    order = np.arange(len(graphs))
+    failed: list[str] = []
+    elements, atom_counts, bond_counts = [], [], []
+    block = batch_size * max(1, block_batches)
     with atomic_h5(path, cache_key=key, format_version=BDE_CACHE_VERSION) as f:
-        for s in range(0, len(order), batch_size):
-            v, fl = predict_bonds(model, graphs, order[s:s + batch_size], batch_size, device)
-            values.append(v)
-            flags.append(fl)
-            if on_batch is not None:
-                on_batch(min(s + batch_size, len(order)), len(order))
-        predicted = np.concatenate(values) if values else np.zeros((0, 2), np.float32)
-        flagged = np.concatenate(flags) if flags else np.zeros(0, bool)
-        report = coverage(graphs, predicted[:, 0], flagged, failed, model.known_elements.cpu().numpy())
+        columns = {name: f.create_dataset(name, shape=(0, *shape), maxshape=(None, *shape), dtype=dtype,
+                                          chunks=(65536, *shape))
+                   for name, shape, dtype in (("bde", (), np.float32), ("bdfe", (), np.float32),
+                                              ("flagged", (), bool), ("bond_atoms", (2,), np.int32))}
+        for start in range(0, len(ids), block):
+            arrays, block_failed = featurize(ids[start:start + block], smiles[start:start + block])
+            failed += block_failed
+            graphs = PackedGraphs.pack(arrays)
+            for s in range(0, len(graphs), batch_size):
+                v, fl = predict_bonds(model, graphs, np.arange(s, min(s + batch_size, len(graphs))), batch_size,
+                                      device)
+                for name, rows in (("bde", v[:, 0]), ("bdfe", v[:, 1]), ("flagged", fl)):
+                    append_rows(columns[name], rows.astype(columns[name].dtype))
+                if on_batch is not None:
+                    on_batch(min(start + s + batch_size, len(ids)), len(ids))
+            append_rows(columns["bond_atoms"], graphs.bond_atoms.astype(np.int32))
+            elements.append(graphs.elements)
+            atom_counts.append(np.diff(graphs.atom_offsets))
+            bond_counts.append(graphs.num_bonds)
+        # what the coverage report reads of all the graphs: their elements and atom and bond offsets
+        summary = PackedGraphs.pack([])
+        summary.elements = np.concatenate([summary.elements, *elements])
+        summary.atom_offsets = np.concatenate([[0], np.cumsum(np.concatenate([[], *atom_counts]))]).astype(np.int64)
+        summary.bond_offsets = np.concatenate([[0], np.cumsum(np.concatenate([[], *bond_counts]))]).astype(np.int64)
+        report = coverage(summary, columns["bde"][:], columns["flagged"][:], failed,
+                          model.known_elements.cpu().numpy())
         f.create_dataset("ids", data=np.array(list(ids), dtype=object), dtype=h5py.string_dtype())
-        f.create_dataset("offsets", data=graphs.bond_offsets)
-        f.create_dataset("bde", data=predicted[:, 0].astype(np.float32))
-        f.create_dataset("bdfe", data=predicted[:, 1].astype(np.float32))
-        f.create_dataset("flagged", data=flagged.astype(bool))
-        f.create_dataset("bond_atoms", data=graphs.bond_atoms.astype(np.int32))
+        f.create_dataset("offsets", data=summary.bond_offsets)
         f.attrs.update({"model_hash": model_hash, "data_hash": data_hash, "units": "kcal/mol",
                         "featurizer": json.dumps(featurizer_signature()), "coverage": json.dumps(report)})
     return report

@@ -112,7 +112,7 @@ def bde_targets(cfg: DictConfig, ctx: SpectrumContext, tracker: Any) -> list[np.
     cache = BDECache(ensure_cache(cfg, tracker, ctx.data))
     out = []
     for i, key in enumerate(ctx.data.compound_keys):
-        n_bonds = ctx.features.graph(i).edge_index.shape[1] // 2
+        n_bonds = int(ctx.features.edge_offsets[i + 1] - ctx.features.edge_offsets[i]) // 2  # edges: both ways
         values, flagged = cache.bonds(str(key))
         values = np.asarray(values[:n_bonds], dtype=np.float32).copy()
         values[np.asarray(flagged[:n_bonds], dtype=bool)] = np.nan
