@@ -16,10 +16,9 @@ from omegaconf import DictConfig, OmegaConf
 
 from nextims.config import build, conf_dir, register_resolvers
 from nextims.data.dataset_cache import load_dataset
-from nextims.data.feature_store import build_or_load
 from nextims.data.molecules import read_molecules
 from nextims.io.atomic import atomic_open
-from nextims.phases.common import SpectrumContext, checkpoint_dir, load_data
+from nextims.phases.common import SpectrumContext, checkpoint_dir, load_data, load_features
 from nextims.predict import compose_predict, run_predict
 from nextims.training.batches import epoch_batch_count
 from nextims.training.checkpoint import load_checkpoint
@@ -92,10 +91,7 @@ def measure_training(cfg: DictConfig, name: str) -> dict[str, Any]:
     data = load_data(cfg)
     load_s = time.perf_counter() - start
     start = time.perf_counter()
-    features = build_or_load(list(data.compound_keys), data.compound_smiles, build(cfg.featurizer.graph),
-                             n_bits=int(cfg.featurizer.fp_bits), radius=int(cfg.featurizer.fp_radius),
-                             cache_dir=Path(cfg.paths.cache_dir), workers=worker_count(cfg.data.workers))
-    ctx = SpectrumContext(data, features)
+    ctx = SpectrumContext(data, load_features(cfg, data))
     features_s = time.perf_counter() - start
     tracker = NullTracker()
     start = time.perf_counter()

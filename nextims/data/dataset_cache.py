@@ -16,7 +16,7 @@ import rdkit
 
 from nextims.data.cache import atomic_h5, cache_is_valid, content_hash, file_sha256
 from nextims.data.spectra import (LISTED_REASONS, CompoundRecord, FilteredChunk, SpectraData, filtered_records,
-                                  split_dataset)
+                                  load_spectra, split_dataset)
 from nextims.errors import DropReport
 from nextims.io import record_format
 from nextims.io.text import spectrum_files
@@ -51,7 +51,7 @@ def load_dataset(cfg: Mapping[str, Any], cache_dir: str | Path | None, workers: 
     same input and settings is there, else read and filtered in `workers` processes and cached (atomically);
     cache_dir None reads without a cache."""
     if cache_dir is None:
-        return split_dataset(filtered_records(cfg, workers, progress), cfg)
+        return load_spectra(cfg, workers, progress)
     start = time.perf_counter()
     key = dataset_key(cfg)
     path = Path(cache_dir) / f"spectra-{key[:16]}.h5"

@@ -57,16 +57,19 @@ def load_data(cfg: DictConfig) -> SpectraData:
     return load_dataset(data_cfg, cache_dir, worker_count(data_cfg.get("workers", 0)))
 
 
+def load_features(cfg: DictConfig, data: SpectraData) -> FeatureSet:
+    """The features of the dataset's compounds (cached; built in `data.workers` processes)."""
+    return build_or_load(list(data.compound_keys), data.compound_smiles, build(cfg.featurizer.graph),
+                         n_bits=int(cfg.featurizer.fp_bits), radius=int(cfg.featurizer.fp_radius),
+                         cache_dir=Path(cfg.paths.cache_dir), workers=worker_count(cfg.data.get("workers", 0)))
+
+
 def load_context(cfg: DictConfig) -> SpectrumContext:
     """Load and split the spectra, log the dataset report, featurize the compounds (cached; both in `data.workers`
     processes)."""
     data = load_data(cfg)
     log.info(data.report.format())
-    featurizer = build(cfg.featurizer.graph)
-    features = build_or_load(list(data.compound_keys), data.compound_smiles, featurizer,
-                             n_bits=int(cfg.featurizer.fp_bits), radius=int(cfg.featurizer.fp_radius),
-                             cache_dir=Path(cfg.paths.cache_dir), workers=worker_count(cfg.data.get("workers", 0)))
-    return SpectrumContext(data, features)
+    return SpectrumContext(data, load_features(cfg, data))
 
 
 def output_dir(cfg: DictConfig) -> Path:
