@@ -24,7 +24,7 @@ from nextims.io.text import spectrum_files
 log = logging.getLogger(__name__)
 
 # Bump when filtering, binning or keying records changes (part of the key: an older file is rebuilt, never misread).
-DATASET_VERSION = 1
+DATASET_VERSION = 2
 _STRINGS = ("id", "key", "smiles", "license")
 
 

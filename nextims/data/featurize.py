@@ -6,11 +6,13 @@ from dataclasses import asdict, dataclass
 from functools import lru_cache
 from typing import Any, NoReturn
 
+import re
+
 import numpy as np
 import rdkit
 import torch
 from rdkit import Chem, rdBase
-from rdkit.Chem import rdFingerprintGenerator
+from rdkit.Chem import rdFingerprintGenerator, rdMolDescriptors
 from torch_geometric.data import Data
 
 from nextims.errors import RecordError
@@ -41,6 +43,8 @@ Z_STEREO = (Chem.BondStereo.STEREOZ, Chem.BondStereo.STEREOCIS)
 E_STEREO = (Chem.BondStereo.STEREOE, Chem.BondStereo.STEREOTRANS)
 
 _PERIODIC_TABLE = Chem.GetPeriodicTable()
+# one element of a formula: `[13C]` (a label), or a symbol, each with its count
+_FORMULA_PART = re.compile(r"(?:\[(\d+)([A-Z][a-z]?)\]|([A-Z][a-z]?))(\d*)")
 
 
 def mol_from_smiles(smiles: str, record: str = "?") -> Chem.Mol:
@@ -80,13 +84,16 @@ def count_morgan(mol: Chem.Mol, n_bits: int = 4096, radius: int = 2) -> np.ndarr
 
 def nominal_mass(mol: Chem.Mol) -> int:
     """Nominal mass: integer masses of the most abundant isotopes (or labelled ones), hydrogens included."""
-    atoms = mol.GetNumAtoms()
-    # GetNumAtoms(onlyExplicit=False) adds every atom's GetTotalNumHs() to the atom count.
-    total = mol.GetNumAtoms(onlyExplicit=False) - atoms
-    atom_at, most_common = mol.GetAtomWithIdx, _PERIODIC_TABLE.GetMostCommonIsotope
-    for i in range(atoms):  # by index: iterating mol.GetAtoms() costs more than the sums
-        atom = atom_at(i)
-        total += atom.GetIsotope() or most_common(atom.GetAtomicNum())
+    return _formula_nominal_mass(rdMolDescriptors.CalcMolFormula(mol, True, False))
+
+
+@lru_cache(maxsize=65536)
+def _formula_nominal_mass(formula: str) -> int:
+    """Nominal mass of a formula as CalcMolFormula writes it with isotopes apart (`C[13C]H3[2H]2Cl`)."""
+    total = 0
+    for label, labelled, element, count in _FORMULA_PART.findall(formula):
+        mass = int(label) if label else _PERIODIC_TABLE.GetMostCommonIsotope(labelled or element)
+        total += mass * (int(count) if count else 1)
     return total
 
 

@@ -132,7 +132,8 @@ def filter_record(spec: Spectrum, filters: Mapping[str, Any], max_mz: int) -> Co
     if not smiles:
         raise RecordError(rid, "no_structure")
     mol = mol_from_smiles(smiles, rid)
-    if filters.get("drop_mixtures", True) and len(Chem.GetMolFrags(mol)) > 1:
+    # a SMILES without a dot is one connected molecule
+    if filters.get("drop_mixtures", True) and "." in smiles and len(Chem.GetMolFrags(mol)) > 1:
         raise RecordError(rid, "mixture_or_salt", smiles)
     if filters.get("drop_charged", True) and Chem.GetFormalCharge(mol) != 0:
         raise RecordError(rid, "charged", smiles)
@@ -158,13 +159,15 @@ def check_molecular_ion(spec: Spectrum, mol: Chem.Mol, mass: int, filters: Mappi
     if threshold is None or not len(spec.intensities) or spec.intensities.max() <= 0:
         return
     margin = int(filters.get("protonation_margin", 1))
-    strong = spec.intensities >= float(threshold) * spec.intensities.max()
-    if not (strong & (np.rint(spec.mz) > mass + margin)).any() and not mol.HasSubstructMatch(_BORON_OR_SELENIUM):
+    floor = float(threshold) * spec.intensities.max()
+    tail = np.searchsorted(spec.mz, mass + margin + 0.5)  # m/z ascending: only the tail can round above M + margin
+    if (not (spec.intensities[tail:] >= floor)[np.rint(spec.mz[tail:]) > mass + margin].any()
+            and not mol.HasSubstructMatch(_BORON_OR_SELENIUM)):
         return  # nothing strong above M + margin, and only B and Se can make the heaviest offset negative
     formula = tuple(sorted(element_counts(mol).items()))
     offset = _heaviest_offset(formula, float(filters.get("isotope_min_abundance", 0.05)))
     limit = mass + offset + margin
-    above = (np.rint(spec.mz) > limit) & strong
+    above = (np.rint(spec.mz) > limit) & (spec.intensities >= floor)
     if above.any():
         i = int(np.argmax(np.where(above, spec.intensities, -1.0)))
         raise RecordError(spec.id, "peak_above_molecular_ion",

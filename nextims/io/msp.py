@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ast
+import functools
 import re
 from collections.abc import Iterable, Iterator
 from pathlib import Path
@@ -26,6 +27,7 @@ _FLOATS = {"mw", "exact_mass"}
 _SHARED_LINE = {"cas#", "nist#"}
 # Fields that say which compound a record is: given twice with different values, the record is refused.
 _IDENTITY = {*_FIELDS.values(), "db#", "nist#", "cas#"}
+_NAME_NOISE = re.compile(r"[\s_]+")
 _COMMENT_SMILES = re.compile(r'(?:^|[\s"])SMILES=([^\s"]+)')
 
 
@@ -102,8 +104,9 @@ def _is_blank(line: bytes) -> bool:
     return not line.strip()
 
 
+@functools.lru_cache(maxsize=4096)
 def _normal(key: str) -> str:
-    return re.sub(r"[\s_]+", "", key.lower())
+    return _NAME_NOISE.sub("", key.lower())
 
 
 def _split_header(text: str) -> tuple[dict[str, Any], list[str], str | None, list[str], list[str]]:
