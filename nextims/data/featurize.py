@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import asdict, dataclass
 from functools import lru_cache
 from typing import Any, NoReturn
-
-import re
 
 import numpy as np
 import rdkit
