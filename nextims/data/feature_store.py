@@ -17,6 +17,7 @@ from torch_geometric.data import Data
 
 from nextims.data.cache import H5Reader, ReopensByPath, append_rows, atomic_h5, cache_is_valid, content_hash
 from nextims.data.featurize import MolGraphFeaturizer, featurizer_signature, mol_from_smiles, nominal_mass
+from nextims.data.graph_store import GraphArrays
 from nextims.data.parallel import chunked, ordered_map
 from nextims.data.sites import SITES_VERSION, CleavageSites, fingerprint_and_sites
 from nextims.data.sparse import SparseCounts
@@ -75,6 +76,11 @@ class FeatureSet(ReopensByPath):
             frag_mass=torch.from_numpy(self.reader["frag_mass"][e0:e1].astype(np.int64)),
             num_nodes=int(a1 - a0),
         )
+
+    @functools.cached_property
+    def graph_arrays(self) -> GraphArrays:
+        """Every compound's graph, held compactly in memory (read once) and batched from arrays."""
+        return GraphArrays.read(self.reader.file, self.atom_offsets, self.edge_offsets)
 
     def sites(self) -> CleavageSites:
         """The cleavage sites of every compound (see nextims.data.sites), read into memory."""

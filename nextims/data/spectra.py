@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Iterator, Mapping
@@ -23,7 +24,10 @@ from nextims.spectrum import Spectrum, bin_spectrum
 
 SPLITS = ("train", "val", "test")
 # drop reasons whose every record the dataset report lists (a user should be able to check each one)
-LISTED_REASONS = ("peak_above_molecular_ion",)
+LISTED_REASONS = ("peak_above_molecular_ion", "inchikey_mismatch")
+# where a record's compound key (the InChIKey's first block) comes from (filters.inchikey)
+KEY_SOURCES = ("record", "structure", "verify")
+_INCHIKEY = re.compile(r"[A-Z]{14}-[A-Z]{10}-[A-Z]")
 _BORON_OR_SELENIUM = Chem.MolFromSmarts("[#5,#34]")
 
 
@@ -144,10 +148,24 @@ def filter_record(spec: Spectrum, filters: Mapping[str, Any], max_mz: int) -> Co
     binned = bin_spectrum(spec, max_mz)
     if np.count_nonzero(binned) < int(filters.get("min_peaks", 1)):
         raise RecordError(rid, "no_peaks_in_range")
+    key = compound_key(spec, mol, str(filters.get("inchikey", "record")))
+    return CompoundRecord(rid, key, Chem.MolToSmiles(mol), mass, binned, energy, spec.get("license"))
+
+
+def compound_key(spec: Spectrum, mol: Chem.Mol, source: str = "record") -> str:
+    """The record's compound key, the first block of an InChIKey: with source "record" the record's own InChIKey
+    when it has a well-formed one (a library's identifier, e.g. NIST's), else the structure's; "structure": always
+    the structure's; "verify": the structure's, and RecordError `inchikey_mismatch` when the record states another."""
+    stated = str(spec.get("inchikey") or "").strip().upper()
+    if source == "record" and _INCHIKEY.fullmatch(stated):
+        return stated[:14]
     key = Chem.MolToInchiKey(mol)[:14]
     if not key:
-        raise RecordError(rid, "no_inchikey", smiles)
-    return CompoundRecord(rid, key, Chem.MolToSmiles(mol), mass, binned, energy, spec.get("license"))
+        raise RecordError(spec.id, "no_inchikey", spec.get("smiles"))
+    if source == "verify" and stated and stated[:14] != key:
+        raise RecordError(spec.id, "inchikey_mismatch", f"the record states {stated}, its structure "
+                                                        f"{spec.get('smiles')} gives {Chem.MolToInchiKey(mol)}")
+    return key
 
 
 def check_molecular_ion(spec: Spectrum, mol: Chem.Mol, mass: int, filters: Mapping[str, Any]) -> None:
@@ -219,6 +237,11 @@ class ChunkFilter:
     encoding: str
     filters: dict[str, Any]
     max_mz: int
+
+    def __post_init__(self) -> None:
+        source = str(self.filters.get("inchikey", "record"))
+        if source not in KEY_SOURCES:
+            raise ValueError(f"data.filters.inchikey={source!r}: expected one of {', '.join(KEY_SOURCES)}")
 
     def __call__(self, items: list[tuple[str, str, RawRecord]]) -> FilteredChunk:
         """The chunk's kept records and drops."""

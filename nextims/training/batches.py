@@ -6,9 +6,9 @@ from typing import Any, Iterator
 
 import numpy as np
 import torch
-from torch_geometric.data import Batch
 
 from nextims.data.feature_store import FeatureSet
+from nextims.data.sites import ragged_rows
 from nextims.data.spectra import SpectraData
 
 
@@ -19,14 +19,16 @@ class SpectrumBatches:
                  bde: list[np.ndarray] | None = None, soft: np.ndarray | None = None, needs_sites: bool = False) -> None:
         self.data = data
         self.soft = None if soft is None else torch.from_numpy(np.asarray(soft, dtype=np.float32))
-        self.bde = None if bde is None else [torch.from_numpy(np.asarray(b, dtype=np.float32)) for b in bde]
+        # every compound's bond BDEs in one array; compound i owns bde[bde_offsets[i]:bde_offsets[i + 1]]
+        self.bde = None if bde is None else np.concatenate([np.zeros(0, np.float32), *bde]).astype(np.float32)
+        self.bde_offsets = None if bde is None else np.concatenate([[0], np.cumsum([len(b) for b in bde])])
         self.features = features
         self.needs_graph = needs_graph
         self.device = device
         self.fp = features.sparse_fingerprints  # dense one batch at a time
         self.mass = torch.from_numpy(np.asarray(data.compound_masses, dtype=np.int64))
         self.spectra = torch.from_numpy(data.spectra)
-        self.graphs = [features.graph(i) for i in range(len(features))] if needs_graph else []
+        self.graphs = features.graph_arrays if needs_graph else None
         self.sites = features.sites() if needs_sites else None
 
     @classmethod
@@ -45,9 +47,10 @@ class SpectrumBatches:
         if self.sites is not None:
             batch["sites"] = self.sites.take(idx.numpy(), self.device)
         if self.needs_graph:
-            batch["graph"] = Batch.from_data_list([self.graphs[int(i)] for i in idx]).to(self.device)
+            batch["graph"] = self.graphs.batch(idx.numpy()).to(self.device)
             if self.bde is not None:
-                batch["bde"] = torch.cat([self.bde[int(i)] for i in idx]).to(self.device)
+                bonds, _ = ragged_rows(self.bde_offsets, idx.numpy())
+                batch["bde"] = torch.from_numpy(self.bde[bonds]).to(self.device)
         return batch
 
     def records(self, record_idx: np.ndarray) -> dict[str, torch.Tensor]:

@@ -77,3 +77,36 @@ def test_filter_keeps_good_record_with_key_and_mass() -> None:
     kept = filter_record(spec(ionization_energy_ev=70.0), FILTERS, max_mz=500)
     assert kept.key == "LFQSCWFLJHTTHZ" and kept.mass == 46 and kept.smiles == "CCO"
     assert kept.spectrum[31] == pytest.approx(1.0) and kept.spectrum[46] == pytest.approx(0.2)
+
+
+# ethanol's InChIKey and a well-formed key of another compound (methanol's)
+ETHANOL_KEY, METHANOL_KEY = "LFQSCWFLJHTTHZ-UHFFFAOYSA-N", "OKKJLVBELUTLKV-UHFFFAOYSA-N"
+
+
+@pytest.mark.parametrize("source, stated, key", [
+    ("record", METHANOL_KEY, "OKKJLVBELUTLKV"),  # the library's identifier is taken as it states it
+    ("record", " okkjlvbelutlkv-uhfffaoysa-n ", "OKKJLVBELUTLKV"),
+    ("record", "not-a-key", "LFQSCWFLJHTTHZ"),  # malformed: computed from the structure
+    ("record", None, "LFQSCWFLJHTTHZ"),
+    ("structure", METHANOL_KEY, "LFQSCWFLJHTTHZ"),
+    ("verify", ETHANOL_KEY, "LFQSCWFLJHTTHZ"),
+    ("verify", None, "LFQSCWFLJHTTHZ"),
+])
+def test_the_compound_key_comes_from_where_filters_inchikey_says(source: str, stated: str | None, key: str) -> None:
+    meta = {"inchikey": stated} if stated is not None else {}
+    assert filter_record(spec(**meta), {**FILTERS, "inchikey": source}, max_mz=500).key == key
+
+
+def test_verify_drops_a_record_whose_stated_inchikey_is_not_its_structures() -> None:
+    with pytest.raises(RecordError) as err:
+        filter_record(spec(inchikey=METHANOL_KEY), {**FILTERS, "inchikey": "verify"}, max_mz=500)
+    assert err.value.reason == "inchikey_mismatch" and err.value.record == "R1"
+    assert METHANOL_KEY in err.value.detail and ETHANOL_KEY in err.value.detail
+
+
+def test_an_unknown_key_source_is_refused_before_any_record_is_read() -> None:
+    from nextims.data.spectra import ChunkFilter
+    from nextims.io.msp import FORMAT
+
+    with pytest.raises(ValueError, match="data.filters.inchikey='nist'"):
+        ChunkFilter(FORMAT, "utf-8", {**FILTERS, "inchikey": "nist"}, 500)
