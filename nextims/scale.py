@@ -27,10 +27,9 @@ from nextims.training.runtime import peak_rss_gb, seed_everything, set_threads, 
 COLUMNS = ("stage", "load_s", "features_s", "bde_cache_s", "batches", "epoch_s", "val_s", "peak_gb")
 
 
-def synthetic_library(cfg: DictConfig) -> Path:
-    """`bench.scale.n` transfer-set molecules (a fixed-seed sample) with `bench.scale.model`'s predicted spectra, as
-    an MSP file in bench.scale.dir (made once; reused while it exists)."""
-    scale = cfg.bench.scale
+def synthetic_library(scale: DictConfig, weights_dir: str) -> Path:
+    """`scale.n` molecules of `scale.sources` (a fixed-seed sample, `scale.seed`) with `scale.model`'s predicted
+    spectra (weights from weights_dir), as an MSP file in `scale.dir` (made once; reused while it exists)."""
     folder = Path(scale.dir)
     path = folder / f"library-{scale.model}-n{int(scale.n)}-seed{int(scale.seed)}.msp"
     if path.exists():
@@ -45,7 +44,7 @@ def synthetic_library(cfg: DictConfig) -> Path:
         out.writelines(f"{smiles[i]} scale{rank}\n" for rank, i in enumerate(chosen))
     start = time.perf_counter()
     report = run_predict(compose_predict([f"input={molecules}", f"output={path}", f"model={scale.model}",
-                                          f"paths.weights_dir={cfg.bench.weights}", "progress=false"]))
+                                          f"paths.weights_dir={weights_dir}", "progress=false"]))
     print(f"synthetic library: {report.kept} spectra predicted by {scale.model} in {time.perf_counter() - start:.0f} s "
           f"({report.total_dropped} molecules refused) -> {path}")
     return path
@@ -143,7 +142,7 @@ def bench_scale(cfg: DictConfig) -> dict[str, Any]:
     """Build (once) the synthetic library, then measure its first and cached load and, for each of
     bench.scale.runs, a training epoch in a fresh process; print the table and the closing `scale ...` line."""
     scale = cfg.bench.scale
-    library = synthetic_library(cfg)
+    library = synthetic_library(scale, str(cfg.bench.weights))
     folder = Path(scale.dir)
     load = in_fresh_process(stage_config(cfg, library, []), "load", folder)
     print(f"first load: {load['records']} records ({load['kept']} kept) in {load['load_s']:.1f} s "

@@ -1,0 +1,1 @@
+"""Library search: identify unknown spectra against experimental and predicted libraries."""

@@ -1,0 +1,92 @@
+"""The bounded low-precision prefilter: its top-k equals an exact dense float64 computation."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+import nextims.search.prefilter as prefilter
+from nextims.search.prefilter import Prefilter, SparseRows, choose_precision, error_bound
+
+WIDTH = 120
+
+
+def random_rows(n: int, seed: int = 0, duplicates: int = 0) -> tuple[SparseRows, np.ndarray]:
+    """n random sparse unit rows (the last `duplicates` copy earlier ones: exact ties) and their dense float64 form."""
+    rng = np.random.default_rng(seed)
+    dense = np.zeros((n, WIDTH))
+    for i in range(n - duplicates):
+        bins = rng.choice(np.arange(1, WIDTH), rng.integers(2, 25), replace=False)
+        dense[i, bins] = rng.random(len(bins)) ** 3 + 1e-3
+    dense[n - duplicates:] = dense[rng.integers(0, n - duplicates, duplicates)]
+    dense = (dense / np.linalg.norm(dense, axis=1, keepdims=True)).astype(np.float32)
+    rows, bins = np.nonzero(dense)
+    indptr = np.concatenate([[0], np.cumsum(np.bincount(rows, minlength=n))])
+    return SparseRows(indptr, bins.astype(np.uint16), dense[rows, bins]), dense.astype(np.float64)
+
+
+def noisy_queries(dense: np.ndarray, count: int, seed: int = 1) -> np.ndarray:
+    """Unit queries near library rows (peaks perturbed, a few added), as an observed spectrum is near its entry."""
+    rng = np.random.default_rng(seed)
+    queries = dense[rng.integers(0, len(dense), count)] * (1 + 0.3 * rng.random((count, WIDTH)))
+    queries += 0.05 * (rng.random((count, WIDTH)) < 0.05)
+    return queries / np.linalg.norm(queries, axis=1, keepdims=True)
+
+
+def brute_force(queries: np.ndarray, dense: np.ndarray, k: int, lo: np.ndarray, hi: np.ndarray):
+    """Exact top-k by dense float64 products, ties to the lower row, -1/NaN padding."""
+    scores = queries @ dense.T
+    column = np.arange(len(dense))[None, :]
+    scores = np.where((column >= lo[:, None]) & (column < hi[:, None]), scores, -np.inf)
+    rows = np.argsort(-scores, axis=1, kind="stable")[:, :k]
+    values = np.take_along_axis(scores, rows, 1)
+    return np.where(np.isfinite(values), rows, -1), np.where(np.isfinite(values), values, np.nan)
+
+
+@pytest.mark.parametrize("precision", ["bfloat16", "float32"])
+@pytest.mark.parametrize("windows", [False, True])
+@pytest.mark.parametrize("block", [640, 700])  # 640: whole chunks, skipped by their best; 700: every score ranked
+def test_top_k_equals_exact_dense_computation(precision: str, windows: bool, block: int, monkeypatch) -> None:
+    monkeypatch.setattr(prefilter, "ROW_BLOCK", block)  # several blocks, ranges that start and end inside them
+    monkeypatch.setattr(prefilter, "QUERY_BLOCK", 50)
+    rows, dense = random_rows(3000, duplicates=40)
+    queries = noisy_queries(dense, 160)
+    rng = np.random.default_rng(2)
+    lo = rng.integers(0, 2000, len(queries)) if windows else np.zeros(len(queries), np.int64)
+    hi = np.minimum(lo + rng.integers(0, 1500, len(queries)), 3000) if windows else np.full(len(queries), 3000)
+    got_rows, got_scores = Prefilter(rows, precision).top_k(queries, 10, lo if windows else None,
+                                                             hi if windows else None)
+    want_rows, want_scores = brute_force(queries, dense, 10, lo, hi)
+    assert np.array_equal(got_rows, want_rows)
+    np.testing.assert_allclose(got_scores, want_scores, rtol=0, atol=1e-12)
+    if windows:
+        assert (got_rows == -1).any()  # some ranges hold fewer than k rows
+
+
+def test_queries_whose_candidates_run_out_are_completed_exactly(monkeypatch) -> None:
+    monkeypatch.setattr(prefilter, "CANDIDATES", 10)  # as few kept as asked for: the bound often needs more
+    rows, dense = random_rows(1500, seed=3, duplicates=300)  # many exact ties
+    queries = noisy_queries(dense, 80, seed=4)
+    search = Prefilter(rows, "bfloat16")
+    got_rows, _ = search.top_k(queries, 10)
+    assert search.fallbacks > 0
+    want_rows, _ = brute_force(queries, dense, 10, np.zeros(80, np.int64), np.full(80, 1500))
+    assert np.array_equal(got_rows, want_rows)
+
+
+def test_the_error_bound_holds_for_stored_vectors() -> None:
+    rows, dense = random_rows(400, seed=5)
+    queries = noisy_queries(dense, 50, seed=6)
+    for precision, dtype in (("bfloat16", torch.bfloat16), ("float32", torch.float32)):
+        low = torch.from_numpy(queries).to(dtype) @ torch.from_numpy(dense).to(dtype).T  # as the prefilter multiplies
+        error = np.abs(low.double().numpy() - queries @ dense.T).max()
+        assert 0 < error <= error_bound(precision, WIDTH)
+    assert error_bound("bfloat16", 1001) < 0.012 and error_bound("float32", 1001) < 1e-4
+
+
+def test_precision_is_chosen_or_refused() -> None:
+    assert choose_precision("auto", torch.device("cuda")) == "bfloat16"
+    assert choose_precision("float32", torch.device("cpu")) == "float32"
+    with pytest.raises(ValueError, match="float16"):
+        choose_precision("float16", torch.device("cpu"))
