@@ -88,7 +88,9 @@ def fingerprint_and_sites(mol: Chem.Mol, n_bits: int = 4096, radius: int = 2) ->
     env = env.reshape(mol.GetNumAtoms(), radius + 1)
     # bonds from the bond-order matrix (one RDKit call instead of a loop over bond objects)
     order = Chem.GetAdjacencyMatrix(mol, useBO=True)
-    begin, end = np.nonzero(np.triu(order))
+    begin, end = np.nonzero(order)
+    upper = begin < end  # each bond once (np.triu would cost more than the rest of the bond bookkeeping)
+    begin, end = begin[upper], end[upper]
     end_side, begin_side = side_masses(mol, begin, end)
     acyclic = end_side > 0  # side_masses gives ring bonds 0; both parts of any other cut hold an atom
     begin, end, end_side, begin_side = begin[acyclic], end[acyclic], end_side[acyclic], begin_side[acyclic]
