@@ -1,4 +1,5 @@
-"""Predict EI mass spectra: `python -m nextims.predict input=<SMILES or file> output=<out.msp|out.json> [model=...]`."""
+"""Predict EI mass spectra: `python -m nextims.predict input=<SMILES or file> output=<out.msp|out.json|out.h5>
+[model=...]` (.h5: a spectrum index that `python -m nextims.search` searches)."""
 
 from __future__ import annotations
 
@@ -18,7 +19,7 @@ from nextims.config import conf_dir, register_resolvers
 from nextims.data.molecules import InputMolecule, PreparedMolecule, prepared_chunks, read_molecules
 from nextims.errors import DropReport, InputError
 from nextims.config_schema import check_predict_schema
-from nextims.io.atomic import atomic_open
+from nextims.io.atomic import atomic_open, check_output_file
 from nextims.io.msp import write_msp
 from nextims.models.weights import read_card
 from nextims.predictor import SpectrumPredictor, weights_file
@@ -31,6 +32,8 @@ register_resolvers()
 # conf/predict.yaml is composed from Hydra's config store, not from conf/, where `model=<name>` would be read
 # as a choice in the `model` config group (the architectures) instead of a value of predict's `model` key.
 CONFIG_NAME = "nextims_predict"
+# MSP text, matchms JSON, or a spectrum index (nextims.search.index)
+OUTPUT_SUFFIXES = (".msp", ".json", ".h5")
 ConfigStore.instance().store(name=CONFIG_NAME, node=OmegaConf.load(conf_dir() / "predict.yaml"))
 
 
@@ -61,14 +64,7 @@ def check_predict_config(cfg: DictConfig) -> None:
     """Refuse unusable predict settings and an unwritable output, before any input is read or model loaded."""
     check_predict_schema(cfg)
     output = Path(str(cfg.output))
-    if output.suffix.lower() not in (".msp", ".json"):
-        raise InputError(f"output={output}: use a .msp or .json file name")
-    if output.is_dir():
-        raise InputError(f"output={output}: is a folder; give a .msp or .json file name")
-    try:
-        output.parent.mkdir(parents=True, exist_ok=True)
-    except OSError as err:
-        raise InputError(f"output={output}: cannot create the folder {output.parent} ({err.strerror})") from None
+    check_output_file(output, OUTPUT_SUFFIXES, "a .msp, .json or .h5 (spectrum index) file name")
     if not os.access(output.parent, os.W_OK):
         raise InputError(f"output={output}: the folder {output.parent} is not writable")
 
@@ -167,6 +163,12 @@ def run_predict(cfg: DictConfig) -> DropReport:
     with torch_threads(thread_count(cfg.num_threads, worker_count(cfg.workers))):
         if output.suffix.lower() == ".msp":
             write_msp(spectra, output, intensity_scale=999.0, min_relative=float(cfg.min_relative_intensity))
+        elif output.suffix.lower() == ".h5":
+            from nextims.search.index import build_index
+
+            # the masses predict wrote (`mw`) are its molecules' own, from their structures
+            build_index(output, spectra, source=f"predicted:{predictor.name}", max_mz=predictor.max_mz,
+                        mass_from_structure=False)
         else:
             write_json(spectra, output)
     errors = output.with_name(output.name + ".errors.tsv")

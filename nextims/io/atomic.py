@@ -11,6 +11,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import IO, Any
 
+from nextims.errors import InputError
+
 
 def current_umask() -> int:
     """The process's umask (read from /proc where the kernel shows it, else set and restored at once)."""
@@ -99,3 +101,16 @@ def write_text_atomic(path: str | Path, text: str, encoding: str = "utf-8") -> P
     with atomic_open(path, "w", encoding=encoding, newline="\n") as out:
         out.write(text)
     return Path(path)
+
+
+def check_output_file(output: Path, suffixes: tuple[str, ...], wanted: str) -> None:
+    """Refuse an output path with another suffix than `suffixes` or that is a folder (InputError saying `wanted`),
+    and create its folder (InputError when that fails)."""
+    if output.suffix.lower() not in suffixes:
+        raise InputError(f"output={output}: use {wanted}")
+    if output.is_dir():
+        raise InputError(f"output={output}: is a folder; give {wanted}")
+    try:
+        output.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise InputError(f"output={output}: cannot create the folder {output.parent} ({err.strerror})") from None

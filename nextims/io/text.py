@@ -7,15 +7,17 @@ import gzip
 import lzma
 import re
 import zlib
-from collections.abc import Callable, Collection, Iterator
+from collections.abc import Callable, Collection, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any, BinaryIO, TypeVar
 
 import numpy as np
 
 from nextims.errors import DropReport, InputError, RecordError, handle
 from nextims.spectrum import Spectrum
+
+T = TypeVar("T")
 
 COMPRESSION_SUFFIXES = (".gz", ".xz", ".bz2")
 
@@ -192,9 +194,16 @@ def raw_records(path: str | Path, fmt: RecordFormat,
 def iter_spectra(path: str | Path, fmt: RecordFormat, report: DropReport | None, encoding: str) -> Iterator[Spectrum]:
     """The valid spectra of a file in format fmt. Bad records raise RecordError when report is None, else are
     counted there and skipped; a compressed stream cut short counts once as `truncated_file`."""
-    for source, where, raw in raw_records(path, fmt, report):
+    yield from parsed_counted(raw_records(path, fmt, report),
+                              lambda item: fmt.spectrum(item[2], item[1], item[0], encoding), report)
+
+
+def parsed_counted(items: Iterable[T], parse: Callable[[T], Spectrum], report: DropReport | None) -> Iterator[Spectrum]:
+    """parse of each item; an item that raises RecordError is counted in report and skipped (raised when report
+    is None), each kept one counted as kept."""
+    for item in items:
         try:
-            spectrum = fmt.spectrum(raw, where, source, encoding)
+            spectrum = parse(item)
         except RecordError as err:
             handle(err, report)
             continue
