@@ -1,4 +1,4 @@
-"""Benchmarks: `python -m nextims.bench {spectra,bde,speed,scale} [hydra overrides]`."""
+"""Benchmarks: `python -m nextims.bench {spectra,bde,speed,scale,search,fragments} [hydra overrides]`."""
 
 from __future__ import annotations
 
@@ -19,7 +19,9 @@ from nextims.models.weights import shipped_weights
 from nextims.phases.bde import bench_bde
 from nextims.phases.common import SpectrumContext, load_context
 from nextims.phases.spectrum import saved_predictor, train_knn
+from nextims.fragment_coverage import bench_fragments
 from nextims.scale import bench_scale
+from nextims.search_bench import bench_search
 from nextims.speed import bench_speed
 from nextims.training.runtime import seed_everything, set_threads
 
@@ -157,7 +159,8 @@ def bench_spectra(cfg: DictConfig) -> list[dict[str, float | str]]:
     return rows
 
 
-BENCHMARKS = {"spectra": bench_spectra, "bde": bench_bde, "speed": bench_speed, "scale": bench_scale}
+BENCHMARKS = {"spectra": bench_spectra, "bde": bench_bde, "speed": bench_speed, "scale": bench_scale,
+              "search": bench_search, "fragments": bench_fragments}
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -1,5 +1,7 @@
 """Predict EI mass spectra: `python -m nextims.predict input=<SMILES or file> output=<out.msp|out.json|out.h5>
-[model=...]` (.h5: a spectrum index that `python -m nextims.search` searches)."""
+[model=...]` (.h5: a spectrum index that `python -m nextims.search` searches); `shard=i shards=n` predicts one of
+n blocks of the input (nextims.shards), all of them at once as a multirun: `-m 'shard=range(n)' shards=n
+hydra/launcher=joblib` (or `predict_slurm`, one SLURM job a shard)."""
 
 from __future__ import annotations
 
@@ -23,6 +25,7 @@ from nextims.io.atomic import atomic_open, check_output_file
 from nextims.io.msp import write_msp
 from nextims.models.weights import read_card
 from nextims.predictor import SpectrumPredictor, weights_file
+from nextims.shards import check_shard, shard_bounds, shard_path
 from nextims.spectrum import Spectrum, unbin_spectrum
 from nextims.training.runtime import thread_count, torch_threads, worker_count
 
@@ -35,6 +38,9 @@ CONFIG_NAME = "nextims_predict"
 # MSP text, matchms JSON, or a spectrum index (nextims.search.index)
 OUTPUT_SUFFIXES = (".msp", ".json", ".h5")
 ConfigStore.instance().store(name=CONFIG_NAME, node=OmegaConf.load(conf_dir() / "predict.yaml"))
+# conf/hydra/launcher/*.yaml (predict_slurm: one SLURM job per input shard), as hydra/launcher=<name> options
+for _launcher in sorted((conf_dir() / "hydra" / "launcher").glob("*.yaml")):
+    ConfigStore.instance().store(group="hydra/launcher", name=_launcher.stem, node=OmegaConf.load(_launcher))
 
 
 def compose_predict(overrides: Iterable[str] = ()) -> DictConfig:
@@ -60,10 +66,20 @@ def model_weights(cfg: DictConfig) -> Path:
     return path
 
 
+def predict_shard(cfg: DictConfig) -> tuple[int, int]:
+    """(shard, shards) of cfg: the block of the input this run predicts, and into how many the input is cut."""
+    return check_shard(cfg.get("shard", 0), cfg.get("shards", 1))
+
+
+def predict_output(cfg: DictConfig) -> Path:
+    """The file this run writes: cfg.output, or with shards > 1 its shard's file (nextims.shards.shard_path)."""
+    return shard_path(Path(str(cfg.output)), *predict_shard(cfg))
+
+
 def check_predict_config(cfg: DictConfig) -> None:
     """Refuse unusable predict settings and an unwritable output, before any input is read or model loaded."""
     check_predict_schema(cfg)
-    output = Path(str(cfg.output))
+    output = predict_output(cfg)
     check_output_file(output, OUTPUT_SUFFIXES, "a .msp, .json or .h5 (spectrum index) file name")
     if not os.access(output.parent, os.W_OK):
         raise InputError(f"output={output}: the folder {output.parent} is not writable")
@@ -79,6 +95,18 @@ def input_molecules(cfg: DictConfig) -> Iterator[InputMolecule]:
     items = read_molecules(str(cfg.input), str(cfg.smiles_column), str(cfg.name_column))
     first = next(items, None)
     return items if first is None else itertools.chain([first], items)
+
+
+def shard_molecules(cfg: DictConfig, items: Iterator[InputMolecule]) -> tuple[Iterator[InputMolecule], str]:
+    """The molecules of cfg.shard's block of the input (all with shards=1; else counted by a first pass over the
+    input, in whole batches of cfg.batch_size) and a note naming the block ("" for all)."""
+    shard, shards = predict_shard(cfg)
+    if shards == 1:
+        return items, ""
+    count = sum(1 for _ in read_molecules(str(cfg.input), str(cfg.smiles_column), str(cfg.name_column)))
+    start, stop = shard_bounds(count, shard, shards, int(cfg.batch_size))
+    block = f"input molecules {start + 1}-{stop} of {count}" if stop > start else f"none of {count} input molecules"
+    return itertools.islice(items, start, stop), f" (shard {shard} of {shards}: {block})"
 
 
 def empty_prediction_detail(predictor: SpectrumPredictor, mol: PreparedMolecule, shipped: Mapping[str, str]) -> str:
@@ -151,10 +179,11 @@ def save_plots(spectra: Iterable[Spectrum], folder: Path) -> Iterator[Spectrum]:
 
 
 def run_predict(cfg: DictConfig) -> DropReport:
-    """Predict spectra for cfg.input and write cfg.output; returns the report of written and failed molecules."""
+    """Predict spectra for cfg.input (its block cfg.shard of cfg.shards) and write cfg.output (the shard's file);
+    returns the report of written and failed molecules."""
     check_predict_config(cfg)
-    output = Path(str(cfg.output))
-    items = input_molecules(cfg)
+    output = predict_output(cfg)
+    items, block = shard_molecules(cfg, input_molecules(cfg))
     predictor = SpectrumPredictor.load(model_weights(cfg), str(cfg.device))
     report, failures = DropReport("predict"), []
     spectra = predicted_spectra(predictor, items, cfg, report, failures)
@@ -177,7 +206,7 @@ def run_predict(cfg: DictConfig) -> DropReport:
         errors.write_text("name\treason\tdetail\n" + "".join(rows), encoding="utf-8")
     else:
         errors.unlink(missing_ok=True)
-    print(f"wrote {report.kept} spectra to {output}"
+    print(f"wrote {report.kept} spectra to {output}{block}"
           + (f"; {len(failures)} failed, listed in {errors}" if failures else ""))
     if failures:
         print(report.format())

@@ -8,7 +8,7 @@ import multiprocessing
 import shutil
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 from hydra import compose, initialize_config_dir
@@ -117,17 +117,21 @@ def _run_stage(cfg_yaml: str, stage: str, out: str) -> None:
     Path(out).write_text(json.dumps(result))
 
 
-def in_fresh_process(cfg: DictConfig, stage: str, folder: Path) -> dict[str, Any]:
-    """_run_stage in a spawned process (its memory not inherited from this one)."""
-    out = folder / f"stage-{stage}.json"
+def fresh_process(target: Callable[..., None], args: tuple, out: Path) -> dict[str, Any]:
+    """target(*args, str(out)) in a spawned process (its memory not inherited from this one, its peak its own); the
+    JSON it wrote to out."""
     out.unlink(missing_ok=True)
-    process = multiprocessing.get_context("spawn").Process(
-        target=_run_stage, args=(OmegaConf.to_yaml(cfg, resolve=True), stage, str(out)))
+    process = multiprocessing.get_context("spawn").Process(target=target, args=(*args, str(out)))
     process.start()
     process.join()
     if process.exitcode != 0 or not out.exists():
-        raise RuntimeError(f"bench scale: stage {stage} failed (exit code {process.exitcode})")
+        raise RuntimeError(f"benchmark stage {out.stem} ({target.__name__}) failed (exit code {process.exitcode})")
     return json.loads(out.read_text())
+
+
+def in_fresh_process(cfg: DictConfig, stage: str, folder: Path) -> dict[str, Any]:
+    """_run_stage in a fresh process."""
+    return fresh_process(_run_stage, (OmegaConf.to_yaml(cfg, resolve=True), stage), folder / f"stage-{stage}.json")
 
 
 def print_rows(rows: list[dict[str, Any]]) -> None:

@@ -190,15 +190,15 @@ def read_queries(cfg: DictConfig, max_mz: int, report: DropReport) -> list[Query
     return queries
 
 
-def search_libraries(queries: list[Query], libraries: list[Library], k: int,
-                     mass_window: float | None) -> list[list[tuple[float, int, int]]]:
+def search_libraries(queries: list[Query], libraries: list[Library], k: int, mass_window: float | None,
+                     precision: str = "auto", device: str = "cpu") -> list[list[tuple[float, int, int]]]:
     """Per query, its k best (cosine, library number, row) over all libraries, best first (ties: the earlier
     library, the lower row); entries sharing no peak with the query (cosine 0) are no hits."""
     masses = np.array([q.mass for q in queries], dtype=np.float64)
     found: list[list[tuple[float, int, int]]] = [[] for _ in queries]
     for number, library in enumerate(libraries):
         vectors = np.stack([query_vector(q.spectrum, library.index.max_mz) for q in queries])
-        rows, cosines = top_hits(vectors, library.index, k, masses, mass_window)
+        rows, cosines = top_hits(vectors, library.index, k, masses, mass_window, precision, device)
         for i in range(len(queries)):
             found[i].extend((float(c), number, int(r)) for r, c in zip(rows[i], cosines[i]) if r >= 0 and c > 0)
     return [sorted(hits, key=lambda h: (-h[0], h[1], h[2]))[:k] for hits in found]
@@ -305,7 +305,8 @@ def run_search(cfg: DictConfig) -> dict[str, Any]:
         queries = read_queries(cfg, max_mz, query_report)
         report_drops(query_report, "queries not searched")
         window = None if cfg.mass_window is None else float(cfg.mass_window)
-        best = search_libraries(queries, libraries, int(cfg.top_k), window) if queries else []
+        best = (search_libraries(queries, libraries, int(cfg.top_k), window, str(cfg.precision), str(cfg.device))
+                if queries else [])
         results = hit_records(queries, libraries, best)
         meta = {"library": [str(library.path) for library in libraries], "top_k": int(cfg.top_k),
                 "mass_window": window, "dropped_queries": query_report.to_dict()}

@@ -2,27 +2,59 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from functools import lru_cache
+
 import numpy as np
 
 from nextims.search.index import SpectrumIndex
+from nextims.search.prefilter import Prefilter, SparseRows
+from nextims.training.runtime import select_device
 
-# library rows densified and scored per matrix product, and queries scored together
-ROW_BLOCK = 8192
-QUERY_BLOCK = 512
+
+@dataclass
+class IndexSearch:
+    """An index's prefilter over its rows sorted by molecular mass (a mass window is a slice), and those masses."""
+
+    prefilter: Prefilter
+    sorted_mass: np.ndarray
+
+    def ranges(self, masses: np.ndarray | None, window: float | None) -> tuple[np.ndarray, np.ndarray] | None:
+        """Per query, the positions lo..hi of the rows within ±window of its mass (all rows for a query of
+        unknown mass); None without a window."""
+        if masses is None or window is None:
+            return None
+        known = np.isfinite(masses) & (masses >= 0)
+        centre = np.where(known, masses, 0.0)
+        # rows of unknown mass (-1) sort first and lie below every window's lower end
+        lo = np.searchsorted(self.sorted_mass, np.maximum(centre - window, 0.0), side="left")
+        hi = np.searchsorted(self.sorted_mass, centre + window, side="right")
+        return np.where(known, lo, 0).astype(np.int64), np.where(known, hi, len(self.sorted_mass)).astype(np.int64)
+
+
+@lru_cache(maxsize=1)
+def index_search(index: SpectrumIndex, precision: str = "auto", device: str = "cpu") -> IndexSearch:
+    """The search structure of an index (built once per index, precision and device)."""
+    order = np.argsort(index.mass, kind="stable")
+    rows = SparseRows(np.asarray(index.indptr), index.mz, index.weight)
+    prefilter = Prefilter(rows, precision, select_device(device), order=order)
+    return IndexSearch(prefilter, index.mass[order].astype(np.float64))
 
 
 def top_hits(queries: np.ndarray, index: SpectrumIndex, k: int, query_masses: np.ndarray | None = None,
-             mass_window: float | None = None) -> tuple[np.ndarray, np.ndarray]:
+             mass_window: float | None = None, precision: str = "auto",
+             device: str = "cpu") -> tuple[np.ndarray, np.ndarray]:
     """The k library rows of highest cosine for each query, best first, and those cosines.
 
-    Contract (which a faster implementation behind this signature must keep):
     - queries: dense (B, index.max_mz + 1) weighted vectors (sqrt(intensity) * m/z, unit-normalised; any float
       type); the cosine of query i and row r is queries[i] . weight_r, with weight_r the row's stored float32
       weights, and results equal a dense float64 computation of those products: the k largest per query, ties
-      broken by the lower row index.
+      broken by the lower row index (a bounded low-precision prefilter, nextims.search.prefilter, finds them); rows
+      sharing no bin with the query (cosine 0) are no hits.
     - mass_window with query_masses (B,): only rows whose mass lies within ±mass_window of the query's mass are
       candidates (rows of unknown mass, -1, never are); a query whose mass is unknown (negative or NaN) is searched
       without a window.
+    - precision: the prefilter's storage type (auto | bfloat16 | float32); device: auto | cpu | cuda[:n].
     - returns (B, k) int64 rows and (B, k) float64 cosines; a query with fewer than k candidates is padded with
       -1 rows and NaN cosines.
     """
@@ -39,52 +71,8 @@ def top_hits(queries: np.ndarray, index: SpectrumIndex, k: int, query_masses: np
         masses = np.asarray(query_masses, dtype=np.float64)
         if masses.shape != (len(queries),):
             raise ValueError(f"query_masses: expected shape ({len(queries)},), got {masses.shape}")
-    rows = np.full((len(queries), k), -1, np.int64)
-    scores = np.full((len(queries), k), np.nan)
-    for start in range(0, len(queries), QUERY_BLOCK):
-        part = slice(start, start + QUERY_BLOCK)
-        rows[part], scores[part] = _group_top_hits(queries[part], index, k,
-                                                   None if masses is None else masses[part], mass_window)
-    return rows, scores
-
-
-def _group_top_hits(queries: np.ndarray, index: SpectrumIndex, k: int, masses: np.ndarray | None,
-                    window: float | None) -> tuple[np.ndarray, np.ndarray]:
-    """top_hits for one block of queries: a running top-k over blocks of library rows."""
-    n = len(queries)
-    best_scores = np.full((n, k), -np.inf)
-    best_rows = np.full((n, k), np.iinfo(np.int64).max, np.int64)
-    windowed = None if masses is None else np.isfinite(masses) & (masses >= 0)
-    library_mass = index.mass.astype(np.float64)
-    for start in range(0, len(index), ROW_BLOCK):
-        stop = min(len(index), start + ROW_BLOCK)
-        allowed = None
-        if windowed is not None and windowed.any():
-            block_mass = library_mass[start:stop]
-            allowed = (np.abs(block_mass[None, :] - masses[:, None]) <= window) & (block_mass[None, :] >= 0)
-            allowed |= ~windowed[:, None]
-            if not allowed.any():
-                continue
-        block = queries @ index.dense_weights(start, stop).T
-        if allowed is not None:
-            block[~allowed] = -np.inf
-        best_scores, best_rows = _merge(best_scores, best_rows, block, start, k)
-    found = np.isfinite(best_scores)
-    return np.where(found, best_rows, -1), np.where(found, best_scores, np.nan)
-
-
-def _merge(best_scores: np.ndarray, best_rows: np.ndarray, block: np.ndarray, start: int,
-           k: int) -> tuple[np.ndarray, np.ndarray]:
-    """The running top-k (sorted: score descending, row ascending; all rows below `start`) merged with a block
-    of scores of rows start.., exactly: of the entries equal to the k-th score, the lowest rows are kept."""
-    scores = np.concatenate([best_scores, block], axis=1)
-    rows = np.concatenate([best_rows, np.broadcast_to(np.arange(start, start + block.shape[1]), block.shape)], axis=1)
-    kth = -np.partition(-scores, k - 1, axis=1)[:, k - 1:k]
-    above = scores > kth
-    # columns are in row order among equal scores (the kept set is sorted, and its rows precede the block's)
-    tied = scores == kth
-    keep = above | (tied & (np.cumsum(tied, axis=1) <= k - above.sum(axis=1, keepdims=True)))
-    kept_scores = scores[keep].reshape(len(scores), k)
-    kept_rows = rows[keep].reshape(len(scores), k)
-    order = np.lexsort((kept_rows, -kept_scores), axis=1)
-    return np.take_along_axis(kept_scores, order, 1), np.take_along_axis(kept_rows, order, 1)
+    if not len(index):
+        return np.full((len(queries), k), -1, np.int64), np.full((len(queries), k), np.nan)
+    search = index_search(index, precision, device)
+    ranges = search.ranges(masses, None if mass_window is None else float(mass_window))
+    return search.prefilter.top_k(queries, k, *(ranges or (None, None)))

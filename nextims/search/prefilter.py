@@ -2,11 +2,17 @@
 bounded, then exact rescoring of every entry the bound cannot rule out.
 
 The library's weighted unit vectors are held densely in bfloat16 (2 bytes a bin; the matrix units of recent CPUs
-and GPUs multiply these several times faster than float32). With unit roundoff u of the storage type, each stored
-vector is off by at most u of its norm, so a prefilter score differs from the exact cosine by at most
-EPS = 2u + u^2 (plus float32 accumulation, W * 2^-24). An entry whose prefilter score is more than 2 EPS below the
-k-th best prefilter score cannot be among the exact top k; every other entry is rescored exactly in float64 from the
-stored sparse weights, so the result equals an exact dense computation (ties broken by the lower row).
+and GPUs multiply these several times faster than float32). Spectra are non-negative, so with unit roundoff u of the
+storage type every stored entry is off by at most u of itself, and a prefilter score p differs from the exact cosine
+s by at most E s, E = (1 + u)^2 (1 + float32 accumulation) (1 + the product's rounding) - 1 (about 3u). With p_k the
+k-th best prefilter score, the exact k-th best is at least p_k / (1 + E), so an entry whose prefilter score is below
+p_k (1 - E) / (1 + E) cannot be among the exact top k; every other entry is rescored exactly in float64 from the
+stored sparse weights, so the result equals an exact dense computation (ties broken by the lower row). Entries
+sharing no bin with a query (cosine 0, and then prefilter score 0) are no hits.
+
+The matrix holds the library in any given row order (by molecular mass, so that a mass window is a slice of it), and
+only the bins below a width that covers all but a few rows (experimental spectra heavier than any predicted one would
+otherwise double every product); those few rows are scored exactly for every query.
 """
 
 from __future__ import annotations
@@ -14,20 +20,25 @@ from __future__ import annotations
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
+from typing import Iterator
 
 import numpy as np
 import torch
 
 from nextims.data.sites import ragged_rows
 
-# library rows scored per matrix product
-ROW_BLOCK = 65536
-# queries scored together (sorted by their row range, so that a group's ranges overlap)
+# library rows scored per matrix product, with the queries whose range meets them (smaller: less of a mass window's
+# neighbours multiplied for nothing; larger: less ranking per row; 32768 is best for both on 2 cores at 1M rows)
+ROW_BLOCK = 32768
+# queries searched together (sorted by their row range, so that a group's ranges overlap)
 QUERY_BLOCK = 1024
-# columns of a block's scores summarised by their best, to skip those that cannot enter a query's kept set
+# columns of a block's scores summarised by their best: only a query's best chunks can hold its best scores
 CHUNK = 64
 # prefilter candidates kept per query before the bound is checked (more are gathered for a query that needs them)
 CANDIDATES = 64
+# the dense width leaves out at most this share of the rows (their highest bin beyond it), rounded up to WIDTH_STEP
+TALL_SHARE = 1e-3
+WIDTH_STEP = 64
 _PRECISION = {"bfloat16": (torch.bfloat16, 2.0 ** -8), "float32": (torch.float32, 2.0 ** -24)}
 
 
@@ -51,12 +62,14 @@ def choose_precision(precision: str, device: torch.device) -> str:
     return precision
 
 
-def error_bound(precision: str, width: int) -> float:
-    """The largest difference between a prefilter score and the exact cosine of two unit vectors: storage rounding
-    of both vectors, float32 accumulation over `width` terms and, for bfloat16, the product's own rounding."""
+def relative_error(precision: str, width: int) -> float:
+    """The largest relative difference between a prefilter score and the exact product of two non-negative vectors:
+    storage rounding of both (u of each entry), float32 products and accumulation over `width` non-negative terms,
+    and the product's own rounding to the storage type."""
     u = _PRECISION[precision][1]
-    products = 2 * u + u * u + width * 2.0 ** -24 * (1 + u) ** 2
-    return products + (u * (1 + products) if precision == "bfloat16" else 0.0)
+    single = 2.0 ** -24
+    accumulation = width * single / (1 - width * single)
+    return (1 + u) ** 3 * (1 + single) * (1 + accumulation) - 1
 
 
 @dataclass
@@ -80,6 +93,27 @@ class SparseRows:
         out[rows[keep], bins[keep]] = self.weights[a:b][keep]
         return out
 
+    def dense_rows(self, chosen: np.ndarray, width: int) -> np.ndarray:
+        """The chosen rows, in that order, as a dense float32 (len(chosen), width) array (bins at or above width
+        left out)."""
+        entries, owner = ragged_rows(self.indptr, chosen)
+        bins = np.asarray(self.bins[entries], dtype=np.int64)
+        keep = bins < width
+        out = np.zeros((len(chosen), width), np.float32)
+        out[owner[keep], bins[keep]] = np.asarray(self.weights[entries[keep]])
+        return out
+
+    def top_bins(self) -> np.ndarray:
+        """Per row, its highest bin (-1 for a row without entries)."""
+        out = np.full(len(self), -1, np.int64)
+        filled = np.flatnonzero(np.diff(self.indptr) > 0)
+        for start in range(0, len(filled), ROW_BLOCK):
+            part = filled[start:start + ROW_BLOCK]
+            a, b = int(self.indptr[part[0]]), int(self.indptr[part[-1] + 1])
+            bins = np.asarray(self.bins[a:b])
+            out[part] = np.maximum.reduceat(bins, np.asarray(self.indptr[part], dtype=np.int64) - a)
+        return out
+
     def scores(self, queries: np.ndarray, pairs: np.ndarray, rows: np.ndarray) -> np.ndarray:
         """Exact float64 cosines of queries[pairs[j]] with library row rows[j]."""
         entries, owner = ragged_rows(self.indptr, rows)
@@ -93,32 +127,52 @@ class SparseRows:
 
 class Prefilter:
     """A library's weighted unit vectors as a dense low-precision matrix on a device, with the exact sparse rows
-    they came from; `top_k` gives exact results."""
+    they came from; `top_k` gives exact results.
 
-    def __init__(self, rows: SparseRows, precision: str = "auto", device: str | torch.device = "cpu") -> None:
+    order: the library rows in matrix order (default: as stored); positions in that order are what `top_k`'s ranges
+    refer to, and it returns library rows. dense_width: the bins held densely (default: all but TALL_SHARE of the
+    rows fit); rows with a bin beyond it are scored exactly for every query instead."""
+
+    def __init__(self, rows: SparseRows, precision: str = "auto", device: str | torch.device = "cpu",
+                 order: np.ndarray | None = None, dense_width: int | None = None) -> None:
         self.rows = rows
         self.device = torch.device(device)
         self.precision = choose_precision(precision, self.device)
+        self.order = np.arange(len(rows), dtype=np.int64) if order is None else np.asarray(order, np.int64)
+        if self.order.shape != (len(rows),) or not np.array_equal(np.bincount(self.order, minlength=len(rows)),
+                                                                   np.ones(len(rows), np.int64)):
+            raise ValueError(f"order: expected a permutation of the {len(rows)} library rows")
+        top = rows.top_bins()[self.order]
+        self.width = int(dense_width) if dense_width is not None else _dense_width(top)
+        self.tall = np.flatnonzero(top >= self.width)
+        self.is_tall = np.zeros(len(rows), bool)
+        self.is_tall[self.tall] = True
+        self.tall_matrix = rows.dense_rows(self.order[self.tall], int(top.max(initial=0)) + 1).astype(np.float64)
         dtype = _PRECISION[self.precision][0]
-        self.width = int(np.max(rows.bins)) + 1 if len(rows.bins) else 1
         self.matrix = torch.empty((len(rows), self.width), dtype=dtype, device=self.device)
         for start in range(0, len(rows), ROW_BLOCK):
             stop = min(len(rows), start + ROW_BLOCK)
-            self.matrix[start:stop] = torch.from_numpy(rows.dense(start, stop, self.width)).to(self.device, dtype)
-        self.eps = error_bound(self.precision, self.width)
+            block = rows.dense_rows(self.order[start:stop], self.width)
+            if block.size and block.min() < 0:
+                raise ValueError(f"library rows {start}..{stop} (in matrix order): negative weights; the prefilter's "
+                                 "bound holds for spectra (non-negative) only")
+            self.matrix[start:stop] = torch.from_numpy(block).to(self.device, dtype)
+        self.error = relative_error(self.precision, self.width)
 
     def top_k(self, queries: np.ndarray, k: int, lo: np.ndarray | None = None,
               hi: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
-        """For unit query vectors (B, any width; float64), the k library rows of highest exact cosine among rows
-        lo[i]..hi[i] (default: all), best first, ties to the lower row, and those cosines; -1 and NaN pad a query
-        with fewer candidates."""
+        """For unit query vectors (B, any width; float64, non-negative), the k library rows of highest exact cosine
+        among the rows at positions lo[i]..hi[i] of the matrix order (default: all) that share a bin with the query,
+        best first, ties to the lower library row, and those cosines; -1 and NaN pad a query with fewer."""
         queries = np.asarray(queries, dtype=np.float64)
+        if queries.size and queries.min() < 0:
+            raise ValueError("queries: negative weights; spectra are non-negative")
         lo = np.zeros(len(queries), np.int64) if lo is None else np.asarray(lo, np.int64)
         hi = np.full(len(queries), len(self.rows), np.int64) if hi is None else np.asarray(hi, np.int64)
         rows = np.full((len(queries), k), -1, np.int64)
         scores = np.full((len(queries), k), np.nan)
-        order = np.lexsort((hi, lo))
         self.fallbacks = 0
+        order = np.lexsort((hi, lo))  # a group's ranges overlap: its blocks are met by many of its queries
         for start in range(0, len(queries), QUERY_BLOCK):
             group = order[start:start + QUERY_BLOCK]
             rows[group], scores[group] = self._group_top_k(queries[group], k, lo[group], hi[group])
@@ -127,12 +181,13 @@ class Prefilter:
     def _group_top_k(self, queries: np.ndarray, k: int, lo: np.ndarray, hi: np.ndarray
                      ) -> tuple[np.ndarray, np.ndarray]:
         """top_k for one group of queries."""
-        q = torch.from_numpy(self._fit(queries)).to(self.device, self.matrix.dtype)
+        q = self.query_tensor(queries)
         keep = max(k, CANDIDATES)
         values, index = self._prefilter(q, lo, hi, keep)
-        kth = values[:, k - 1] if values.shape[1] >= k else np.full(len(queries), -np.inf)
-        floor = kth - 2 * self.eps
-        short = np.flatnonzero((values.shape[1] == keep) & (values[:, -1] >= floor) & np.isfinite(kth))
+        kth = values[:, k - 1]
+        floor = np.where(kth > 0, kth * (1 - self.error) / (1 + self.error), 0.0)
+        # more rows than were kept may reach the floor: gathered in a second pass
+        short = np.flatnonzero((values[:, -1] > 0) & (values[:, -1] >= floor))
         pairs, rows = self._candidates(values, index, floor)
         if len(short):
             extra_pairs, extra_rows = self._above(q[short], lo[short], hi[short], floor[short])
@@ -140,20 +195,39 @@ class Prefilter:
             pairs = np.concatenate([pairs[~drop], short[extra_pairs]])
             rows = np.concatenate([rows[~drop], extra_rows])
         self.fallbacks += len(short)
-        return self._best(queries, pairs, rows, k)
+        narrow = ~self.is_tall[rows]
+        pairs, rows = pairs[narrow], rows[narrow]
+        exact = self.rows.scores(queries, pairs, self.order[rows])
+        tall_pairs, tall_rows, tall_exact = self._tall_scores(queries, lo, hi)
+        return self._best(np.concatenate([pairs, tall_pairs]), np.concatenate([rows, tall_rows]),
+                          np.concatenate([exact, tall_exact]), len(queries), k)
 
-    def _fit(self, queries: np.ndarray) -> np.ndarray:
-        """Queries cut or padded to the library's width (bins beyond it meet no library peak)."""
+    def _tall_scores(self, queries: np.ndarray, lo: np.ndarray, hi: np.ndarray
+                     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(query, position, exact cosine) of every tall row within each query's range that shares a bin with it."""
+        width = min(queries.shape[1], self.tall_matrix.shape[1])
+        exact = queries[:, :width] @ self.tall_matrix[:, :width].T
+        inside = (self.tall[None, :] >= lo[:, None]) & (self.tall[None, :] < hi[:, None]) & (exact > 0)
+        pairs, slot = np.nonzero(inside)
+        return pairs, self.tall[slot], exact[pairs, slot]
+
+    def query_tensor(self, queries: np.ndarray) -> torch.Tensor:
+        """Queries as the matrix multiplies them: cut or padded to its width (bins beyond it meet no peak of the
+        matrix), in its type, on its device."""
         out = np.zeros((len(queries), self.width), np.float32)
         width = min(self.width, queries.shape[1])
         out[:, :width] = queries[:, :width]
-        return out
+        return torch.from_numpy(out).to(self.device, self.matrix.dtype)
 
-    def _blocks(self, lo: np.ndarray, hi: np.ndarray):
-        """(start, stop) of the row blocks covering every query's range."""
+    def _blocks(self, lo: np.ndarray, hi: np.ndarray) -> Iterator[tuple[int, int, np.ndarray]]:
+        """(start, stop, queries) of the row blocks covering the queries' ranges, each with the queries whose range
+        meets it."""
         first, last = int(lo.min(initial=0)), int(hi.max(initial=0))
         for start in range(first, last, ROW_BLOCK):
-            yield start, min(last, start + ROW_BLOCK)
+            stop = min(last, start + ROW_BLOCK)
+            meets = np.flatnonzero((lo < stop) & (hi > start))
+            if len(meets):
+                yield start, stop, meets
 
     def _block_scores(self, q: torch.Tensor, start: int, stop: int, lo: np.ndarray, hi: np.ndarray) -> torch.Tensor:
         """Prefilter scores of the queries with rows start..stop, -inf outside each query's range."""
@@ -167,39 +241,20 @@ class Prefilter:
 
     def _prefilter(self, q: torch.Tensor, lo: np.ndarray, hi: np.ndarray, keep: int) -> tuple[np.ndarray, np.ndarray]:
         """The `keep` best prefilter scores of each query and their rows (-inf where a query has fewer)."""
-        best_v = torch.full((len(q), 0), -np.inf, device=self.device)
-        best_i = torch.zeros((len(q), 0), dtype=torch.int64, device=self.device)
-        for start, stop in self._blocks(lo, hi):
-            scores = self._block_scores(q, start, stop, lo, hi)
-            if best_v.shape[1] == keep and (stop - start) % CHUNK == 0:
-                v, i = self._above_kept(scores, best_v[:, -1])
-            else:
-                v, i = torch.topk(scores, min(keep, scores.shape[1]), dim=1)
-            best_v, best_i = torch.cat([best_v, v.float()], 1), torch.cat([best_i, i + start], 1)
-            best_v, j = torch.topk(best_v, min(keep, best_v.shape[1]), dim=1)
-            best_i = torch.gather(best_i, 1, j)
+        best_v = torch.full((len(q), keep), -np.inf, device=self.device)
+        best_i = torch.zeros((len(q), keep), dtype=torch.int64, device=self.device)
+        for start, stop, meets in self._blocks(lo, hi):
+            sel = torch.from_numpy(meets).to(self.device)
+            v, i = _block_best(self._block_scores(q[sel], start, stop, lo[meets], hi[meets]), keep)
+            merged_v, j = torch.topk(torch.cat([best_v[sel], v.float()], 1), keep, dim=1)
+            best_i[sel] = torch.gather(torch.cat([best_i[sel], i + start], 1), 1, j)
+            best_v[sel] = merged_v
         return best_v.cpu().numpy().astype(np.float64), best_i.cpu().numpy()
-
-    @staticmethod
-    def _above_kept(scores: torch.Tensor, kept: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """The scores of a block (and their columns) in the chunks of CHUNK columns whose best reaches the score a
-        query already keeps last: only those can enter its kept set (-inf pads queries with fewer chunks)."""
-        queries, width = scores.shape
-        chunks = scores.view(queries, width // CHUNK, CHUNK)
-        query, chunk = torch.nonzero(chunks.amax(dim=2).float() >= kept[:, None], as_tuple=True)
-        counts = torch.bincount(query, minlength=queries)
-        most = int(counts.max()) if len(query) else 0
-        slot = torch.arange(len(query), device=scores.device) - (torch.cumsum(counts, 0) - counts)[query]
-        values = torch.full((queries, max(1, most), CHUNK), -np.inf, device=scores.device)
-        columns = torch.zeros((queries, max(1, most), CHUNK), dtype=torch.int64, device=scores.device)
-        values[query, slot] = chunks[query, chunk].float()
-        columns[query, slot] = chunk[:, None] * CHUNK + torch.arange(CHUNK, device=scores.device)
-        return values.view(queries, -1), columns.view(queries, -1)
 
     @staticmethod
     def _candidates(values: np.ndarray, index: np.ndarray, floor: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(query, row) pairs of the prefilter's candidates that the bound cannot rule out."""
-        pairs, slot = np.nonzero(np.isfinite(values) & (values >= floor[:, None]))
+        pairs, slot = np.nonzero((values > 0) & (values >= floor[:, None]))
         return pairs, index[pairs, slot]
 
     def _above(self, q: torch.Tensor, lo: np.ndarray, hi: np.ndarray, floor: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -207,22 +262,49 @@ class Prefilter:
         before the bound did)."""
         pairs, rows = [], []
         threshold = torch.from_numpy(floor.astype(np.float32)).to(self.device)[:, None]
-        for start, stop in self._blocks(lo, hi):
-            p, r = torch.nonzero(self._block_scores(q, start, stop, lo, hi) >= threshold, as_tuple=True)
-            pairs.append(p.cpu().numpy())
+        for start, stop, meets in self._blocks(lo, hi):
+            sel = torch.from_numpy(meets).to(self.device)
+            scores = self._block_scores(q[sel], start, stop, lo[meets], hi[meets])
+            p, r = torch.nonzero(scores >= threshold[sel], as_tuple=True)
+            pairs.append(meets[p.cpu().numpy()])
             rows.append(r.cpu().numpy() + start)
         return np.concatenate([np.zeros(0, np.int64), *pairs]), np.concatenate([np.zeros(0, np.int64), *rows])
 
-    def _best(self, queries: np.ndarray, pairs: np.ndarray, rows: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-        """The k best (query, row) pairs of each query by exact cosine, ties to the lower row."""
-        exact = self.rows.scores(queries, pairs, rows)
+    def _best(self, pairs: np.ndarray, positions: np.ndarray, exact: np.ndarray, queries: int, k: int
+              ) -> tuple[np.ndarray, np.ndarray]:
+        """The k best (query, position) pairs of each query by exact cosine, as library rows, ties to the lower
+        row."""
+        rows = self.order[positions]
         order = np.lexsort((rows, -exact, pairs))
         pairs, rows, exact = pairs[order], rows[order], exact[order]
-        first = np.searchsorted(pairs, np.arange(len(queries)))
+        first = np.searchsorted(pairs, np.arange(queries))
         rank = np.arange(len(pairs)) - first[pairs]
         top = rank < k
-        out_rows = np.full((len(queries), k), -1, np.int64)
-        out_scores = np.full((len(queries), k), np.nan)
+        out_rows = np.full((queries, k), -1, np.int64)
+        out_scores = np.full((queries, k), np.nan)
         out_rows[pairs[top], rank[top]] = rows[top]
         out_scores[pairs[top], rank[top]] = exact[top]
         return out_rows, out_scores
+
+
+def _block_best(scores: torch.Tensor, keep: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Each query's `keep` best scores of a block and their columns: drawn from its `keep` chunks of CHUNK columns
+    with the highest maxima (any other chunk holds nothing above the keep-th of those maxima)."""
+    queries, width = scores.shape
+    whole = width // CHUNK
+    if whole <= keep or width % CHUNK:
+        return torch.topk(scores, min(keep, width), dim=1)
+    chunks = scores.view(queries, whole, CHUNK)
+    _, chunk = torch.topk(chunks.amax(dim=2), keep, dim=1)
+    picked = torch.gather(chunks, 1, chunk[:, :, None].expand(-1, -1, CHUNK)).view(queries, -1)
+    values, j = torch.topk(picked, keep, dim=1)
+    return values, torch.gather(chunk, 1, j // CHUNK) * CHUNK + j % CHUNK
+
+
+def _dense_width(top: np.ndarray) -> int:
+    """The narrowest multiple of WIDTH_STEP holding every bin of all but TALL_SHARE of the rows."""
+    if not len(top):
+        return WIDTH_STEP
+    kept = max(1, int(np.ceil(len(top) * (1 - TALL_SHARE))))
+    cover = int(np.partition(top, kept - 1)[kept - 1]) + 1
+    return max(WIDTH_STEP, -(-cover // WIDTH_STEP) * WIDTH_STEP)

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 import nextims.search.engine as engine
+import nextims.search.prefilter as prefilter
 from nextims.search.engine import top_hits
 from nextims.search.index import build_index, open_index
 from nextims.spectrum import Spectrum
@@ -36,8 +37,10 @@ def noisy_queries(dense: np.ndarray, count: int, seed: int = 1) -> np.ndarray:
 
 
 def brute_force(queries: np.ndarray, dense: np.ndarray, k: int, allowed: np.ndarray | None = None):
-    """Top-k by one dense float64 product, ties to the lower row, -1 / NaN padding."""
+    """Top-k by one dense float64 product among rows sharing a bin with the query, ties to the lower row, -1 / NaN
+    padding."""
     scores = queries.astype(np.float64) @ dense.T
+    scores[scores <= 0] = -np.inf
     if allowed is not None:
         scores[~allowed] = -np.inf
     order = np.argsort(-scores, axis=1, kind="stable")[:, :k]
@@ -48,8 +51,8 @@ def brute_force(queries: np.ndarray, dense: np.ndarray, k: int, allowed: np.ndar
 @pytest.fixture
 def small_blocks(monkeypatch: pytest.MonkeyPatch) -> None:
     """Blocks far smaller than the library and the query set, so that the running top-k is merged many times."""
-    monkeypatch.setattr(engine, "ROW_BLOCK", 257)
-    monkeypatch.setattr(engine, "QUERY_BLOCK", 16)
+    monkeypatch.setattr(prefilter, "ROW_BLOCK", 256)
+    monkeypatch.setattr(prefilter, "QUERY_BLOCK", 16)
 
 
 def test_top_hits_equal_brute_force(tmp_path: Path, small_blocks: None) -> None:
@@ -86,18 +89,21 @@ def test_mass_window_restricts_candidates_and_pads(tmp_path: Path, small_blocks:
 
 
 def test_ties_go_to_the_lower_row_across_blocks(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    # single-peak entries (weight exactly 1): the query's cosine with each is its weight at that bin, exactly
+    # single-peak entries (weight exactly 1): the query's cosine with each is its weight at that bin, exactly; their
+    # masses fall as the rows rise, so the search's mass order is the reverse of the row order
     bins = [5, 7, 5, 9, 5, 7, 5]
-    build_index(tmp_path / "ties.h5", [Spectrum(np.array([float(b)]), np.array([1.0])) for b in bins], max_mz=10)
+    build_index(tmp_path / "ties.h5", [Spectrum(np.array([float(b)]), np.array([1.0]), {"mw": 100.0 - i})
+                                       for i, b in enumerate(bins)], max_mz=10)
     index = open_index(tmp_path / "ties.h5")
     query = np.zeros((1, 11), np.float32)
     query[0, 5], query[0, 7] = 0.6, 0.8
     for block in (1, 2, 3, 100):
-        monkeypatch.setattr(engine, "ROW_BLOCK", block)
+        monkeypatch.setattr(prefilter, "ROW_BLOCK", block)
+        engine.index_search.cache_clear()
         rows, cosines = top_hits(query, index, 9)
-        assert rows[0].tolist() == [1, 5, 0, 2, 4, 6, 3, -1, -1]
-        np.testing.assert_allclose(cosines[0][:7], np.float32([0.8, 0.8, 0.6, 0.6, 0.6, 0.6, 0.0]))
-        assert np.isnan(cosines[0][7:]).all()
+        assert rows[0].tolist() == [1, 5, 0, 2, 4, 6, -1, -1, -1]  # row 3 shares no bin: no hit
+        np.testing.assert_allclose(cosines[0][:6], np.float32([0.8, 0.8, 0.6, 0.6, 0.6, 0.6]))
+        assert np.isnan(cosines[0][6:]).all()
         assert top_hits(query, index, 3)[0][0].tolist() == [1, 5, 0]
 
 

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 import nextims.search.prefilter as prefilter
-from nextims.search.prefilter import Prefilter, SparseRows, choose_precision, error_bound
+from nextims.search.prefilter import Prefilter, SparseRows, choose_precision, relative_error
 
 WIDTH = 120
 
@@ -34,11 +34,17 @@ def noisy_queries(dense: np.ndarray, count: int, seed: int = 1) -> np.ndarray:
     return queries / np.linalg.norm(queries, axis=1, keepdims=True)
 
 
-def brute_force(queries: np.ndarray, dense: np.ndarray, k: int, lo: np.ndarray, hi: np.ndarray):
-    """Exact top-k by dense float64 products, ties to the lower row, -1/NaN padding."""
-    scores = queries @ dense.T
-    column = np.arange(len(dense))[None, :]
-    scores = np.where((column >= lo[:, None]) & (column < hi[:, None]), scores, -np.inf)
+def brute_force(queries: np.ndarray, dense: np.ndarray, k: int, lo: np.ndarray, hi: np.ndarray,
+                order: np.ndarray | None = None):
+    """Exact top-k by dense float64 products among the rows at positions lo..hi of `order` (default: as stored)
+    sharing a bin with the query, ties to the lower row, -1/NaN padding."""
+    order = np.arange(len(dense)) if order is None else order
+    scores = np.full((len(queries), len(dense)), -np.inf)
+    position = np.empty(len(dense), np.int64)
+    position[order] = np.arange(len(dense))
+    inside = (position[None, :] >= lo[:, None]) & (position[None, :] < hi[:, None])
+    scores[inside] = (queries @ dense.T)[inside]
+    scores[scores <= 0] = -np.inf
     rows = np.argsort(-scores, axis=1, kind="stable")[:, :k]
     values = np.take_along_axis(scores, rows, 1)
     return np.where(np.isfinite(values), rows, -1), np.where(np.isfinite(values), values, np.nan)
@@ -46,9 +52,12 @@ def brute_force(queries: np.ndarray, dense: np.ndarray, k: int, lo: np.ndarray, 
 
 @pytest.mark.parametrize("precision", ["bfloat16", "float32"])
 @pytest.mark.parametrize("windows", [False, True])
-@pytest.mark.parametrize("block", [640, 700])  # 640: whole chunks, skipped by their best; 700: every score ranked
-def test_top_k_equals_exact_dense_computation(precision: str, windows: bool, block: int, monkeypatch) -> None:
+# chunks of 8: each query's best chunks searched (700: and the columns past the last whole chunk); 64: every score
+@pytest.mark.parametrize("block,chunk", [(640, 8), (700, 8), (700, 64)])
+def test_top_k_equals_exact_dense_computation(precision: str, windows: bool, block: int, chunk: int,
+                                              monkeypatch) -> None:
     monkeypatch.setattr(prefilter, "ROW_BLOCK", block)  # several blocks, ranges that start and end inside them
+    monkeypatch.setattr(prefilter, "CHUNK", chunk)
     monkeypatch.setattr(prefilter, "QUERY_BLOCK", 50)
     rows, dense = random_rows(3000, duplicates=40)
     queries = noisy_queries(dense, 160)
@@ -64,6 +73,35 @@ def test_top_k_equals_exact_dense_computation(precision: str, windows: bool, blo
         assert (got_rows == -1).any()  # some ranges hold fewer than k rows
 
 
+@pytest.mark.parametrize("dense_width", [None, 64])  # 64: most rows beyond it, scored exactly for every query
+def test_rows_in_another_order_and_rows_beyond_the_dense_width(dense_width: int | None, monkeypatch) -> None:
+    monkeypatch.setattr(prefilter, "ROW_BLOCK", 640)
+    monkeypatch.setattr(prefilter, "CHUNK", 8)
+    monkeypatch.setattr(prefilter, "QUERY_BLOCK", 30)
+    rows, dense = random_rows(2000, seed=7, duplicates=30)
+    queries = noisy_queries(dense, 120, seed=8)
+    order = np.random.default_rng(9).permutation(2000)  # as a library sorted by mass would be
+    rng = np.random.default_rng(10)
+    lo = rng.integers(0, 1800, len(queries))
+    hi = np.minimum(lo + rng.integers(0, 400, len(queries)), 2000)
+    lo[:20], hi[:20] = 0, 2000  # open searches among windowed ones
+    search = Prefilter(rows, "bfloat16", order=order, dense_width=dense_width)
+    assert (len(search.tall) > 1000) == (dense_width == 64)
+    got_rows, got_scores = search.top_k(queries, 10, lo, hi)
+    want_rows, want_scores = brute_force(queries, dense, 10, lo, hi, order)
+    assert np.array_equal(got_rows, want_rows)
+    np.testing.assert_allclose(got_scores, want_scores, rtol=0, atol=1e-12)
+
+
+def test_dense_width_leaves_out_only_the_few_tall_rows() -> None:
+    rows, _ = random_rows(3000, seed=11)
+    assert Prefilter(rows, "float32").width == 128 and len(Prefilter(rows, "float32").tall) == 0
+    assert prefilter._dense_width(np.r_[np.full(9990, 500), np.full(10, 900)]) == 512  # 0.1% heavier: exact
+    assert prefilter._dense_width(np.r_[np.full(9900, 500), np.full(100, 900)]) == 960
+    with pytest.raises(ValueError, match="permutation"):
+        Prefilter(rows, "float32", order=np.zeros(3000, np.int64))
+
+
 def test_queries_whose_candidates_run_out_are_completed_exactly(monkeypatch) -> None:
     monkeypatch.setattr(prefilter, "CANDIDATES", 10)  # as few kept as asked for: the bound often needs more
     rows, dense = random_rows(1500, seed=3, duplicates=300)  # many exact ties
@@ -75,14 +113,25 @@ def test_queries_whose_candidates_run_out_are_completed_exactly(monkeypatch) -> 
     assert np.array_equal(got_rows, want_rows)
 
 
-def test_the_error_bound_holds_for_stored_vectors() -> None:
+def test_the_relative_error_bound_holds_for_stored_vectors() -> None:
     rows, dense = random_rows(400, seed=5)
     queries = noisy_queries(dense, 50, seed=6)
+    exact = queries @ dense.T
     for precision, dtype in (("bfloat16", torch.bfloat16), ("float32", torch.float32)):
         low = torch.from_numpy(queries).to(dtype) @ torch.from_numpy(dense).to(dtype).T  # as the prefilter multiplies
-        error = np.abs(low.double().numpy() - queries @ dense.T).max()
-        assert 0 < error <= error_bound(precision, WIDTH)
-    assert error_bound("bfloat16", 1001) < 0.012 and error_bound("float32", 1001) < 1e-4
+        error = np.abs(low.double().numpy() - exact)
+        assert 0 < error.max() and (error <= relative_error(precision, WIDTH) * exact).all()
+        assert ((low.double().numpy() > 0) == (exact > 0)).all()  # no bin shared: exactly 0 either way
+    assert relative_error("bfloat16", 1001) < 0.012 and relative_error("float32", 1001) < 1e-4
+
+
+def test_negative_weights_are_refused() -> None:
+    rows, dense = random_rows(50, seed=12)
+    with pytest.raises(ValueError, match="negative"):
+        Prefilter(rows, "float32").top_k(-dense[:2], 3)
+    rows.weights[0] = -rows.weights[0]
+    with pytest.raises(ValueError, match="negative"):
+        Prefilter(rows, "float32")
 
 
 def test_precision_is_chosen_or_refused() -> None:
