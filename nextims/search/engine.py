@@ -8,7 +8,7 @@ from functools import lru_cache
 import numpy as np
 
 from nextims.search.index import SpectrumIndex
-from nextims.search.prefilter import Prefilter, SparseRows
+from nextims.search.prefilter import Prefilter
 from nextims.training.runtime import select_device
 
 
@@ -36,8 +36,7 @@ class IndexSearch:
 def index_search(index: SpectrumIndex, precision: str = "auto", device: str = "cpu") -> IndexSearch:
     """The search structure of an index (built once per index, precision and device)."""
     order = np.argsort(index.mass, kind="stable")
-    rows = SparseRows(np.asarray(index.indptr), index.mz, index.weight)
-    prefilter = Prefilter(rows, precision, select_device(device), order=order)
+    prefilter = Prefilter(index.sparse_rows(), precision, select_device(device), order=order)
     return IndexSearch(prefilter, index.mass[order].astype(np.float64))
 
 

@@ -31,6 +31,7 @@ import numpy as np
 import nextims
 from nextims.errors import DropReport, InputError, RecordError, handle
 from nextims.io.atomic import atomic_path
+from nextims.search.prefilter import SparseRows
 from nextims.spectrum import Spectrum
 
 FORMAT = "nextims-spectrum-index"
@@ -324,13 +325,13 @@ class SpectrumIndex:
         return Spectrum(bins.astype(np.float64), intensity.astype(np.float64),
                         {**meta, "id": meta["name"], **({"mw": mass} if mass >= 0 else {})})
 
+    def sparse_rows(self) -> SparseRows:
+        """The weighted unit vectors as CSR rows (memory-mapped, nothing read)."""
+        return SparseRows(np.asarray(self.indptr), self.mz, self.weight)
+
     def dense_weights(self, start: int, stop: int, dtype: Any = np.float64) -> np.ndarray:
         """Rows start..stop of the weighted unit vectors as a dense (rows, max_mz + 1) array."""
-        a, b = int(self.indptr[start]), int(self.indptr[stop])
-        rows = np.repeat(np.arange(stop - start), np.diff(np.asarray(self.indptr[start:stop + 1])))
-        out = np.zeros((stop - start, self.width), dtype=dtype)
-        out[rows, np.asarray(self.mz[a:b], dtype=np.int64)] = self.weight[a:b]
-        return out
+        return self.sparse_rows().dense_rows(np.arange(start, stop), self.width).astype(dtype, copy=False)
 
     def blocks(self, rows: int = COPY_ROWS) -> Iterator[Block]:
         """The entries as Blocks of `rows` entries (for append and merge)."""

@@ -83,16 +83,6 @@ class SparseRows:
     def __len__(self) -> int:
         return len(self.indptr) - 1
 
-    def dense(self, start: int, stop: int, width: int) -> np.ndarray:
-        """Rows start..stop as a dense float32 (rows, width) array (bins at or above width left out)."""
-        a, b = int(self.indptr[start]), int(self.indptr[stop])
-        rows = np.repeat(np.arange(stop - start), np.diff(self.indptr[start:stop + 1]))
-        bins = np.asarray(self.bins[a:b], dtype=np.int64)
-        keep = bins < width
-        out = np.zeros((stop - start, width), np.float32)
-        out[rows[keep], bins[keep]] = self.weights[a:b][keep]
-        return out
-
     def dense_rows(self, chosen: np.ndarray, width: int) -> np.ndarray:
         """The chosen rows, in that order, as a dense float32 (len(chosen), width) array (bins at or above width
         left out)."""
