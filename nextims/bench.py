@@ -105,17 +105,22 @@ def novel_mask(cfg: DictConfig, ctx: SpectrumContext, scores: SplitScores) -> tu
 
 
 def class_lines(ctx: SpectrumContext, scores: dict[str, SplitScores], novel: np.ndarray, k: int = 10) -> list[str]:
-    """Recall@k per chemical class (all queries and the novel ones), with the class's size."""
+    """Recall@k and mean cosine per chemical class (all queries and the novel ones), with the class's size."""
     first = next(iter(scores.values()))
     smiles = [ctx.data.compound_smiles[i] for i in first.query_compounds]
-    lines = [f"per class, recall@{k} (all queries | novel queries):"]
-    for name, member in compound_classes(smiles).items():
-        parts = []
-        for label, mask in (("all", member), ("novel", member & novel)):
-            n_c = len(np.unique(first.query_compounds[mask]))
-            values = " ".join(f"{m}={np.mean(sc.ranks[mask] <= k):.3f}" for m, sc in scores.items()) if mask.any() else "-"
-            parts.append(f"{label} ({n_c} compounds, {int(mask.sum())} queries): {values}")
-        lines.append(f"  {name}: " + " | ".join(parts))
+    classes = compound_classes(smiles)
+    metrics = {f"recall@{k}": lambda sc, mask: np.mean(sc.ranks[mask] <= k),
+               "cosine": lambda sc, mask: np.mean(sc.similarities["cosine"][mask])}
+    lines = []
+    for metric, value in metrics.items():
+        lines.append(f"per class, {metric} (all queries | novel queries):")
+        for name, member in classes.items():
+            parts = []
+            for label, mask in (("all", member), ("novel", member & novel)):
+                n_c = len(np.unique(first.query_compounds[mask]))
+                values = " ".join(f"{m}={value(sc, mask):.3f}" for m, sc in scores.items()) if mask.any() else "-"
+                parts.append(f"{label} ({n_c} compounds, {int(mask.sum())} queries): {values}")
+            lines.append(f"  {name}: " + " | ".join(parts))
     return lines
 
 

@@ -185,6 +185,8 @@ class TeacherSchema:
     dropout: float = setting(ge=0, lt=1)
     reverse_margin: int = setting(ge=0)
     cleavage_head: bool = setting()
+    isotope_envelope: bool = setting()
+    envelope_width: int = setting(ge=1)
 
 
 @dataclass

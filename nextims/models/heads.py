@@ -38,6 +38,22 @@ class BidirectionalSpectrumHead(nn.Module):
         return torch.relu(out) * (bins.unsqueeze(0) <= anchor)
 
 
+def spread_isotopes(sqrt_intensity: torch.Tensor, envelope: torch.Tensor) -> torch.Tensor:
+    """Spread each bin's intensity over its isotope pattern: square-root intensities (batch, bins) of the
+    monoisotopic ions and envelopes (batch, bins, width), each row summing to 1, give the square-root intensities
+    (batch, bins) of the observed clusters; whatever falls above the last bin is dropped."""
+    if envelope.shape[:2] != sqrt_intensity.shape:
+        raise ValueError(f"isotope envelopes of shape {tuple(envelope.shape)} do not fit spectra of shape "
+                         f"{tuple(sqrt_intensity.shape)} (expected (batch, bins, width))")
+    size = sqrt_intensity.shape[1]
+    spread = sqrt_intensity.square().unsqueeze(2) * envelope
+    out = spread[:, :, 0]
+    for k in range(1, min(envelope.shape[2], size)):
+        out = out + nn.functional.pad(spread[:, :size - k, k], (k, 0))
+    tiny = torch.finfo(out.dtype).tiny
+    return torch.where(out > tiny, out.clamp_min(tiny).sqrt(), torch.zeros_like(out))
+
+
 # m/z offsets from a fragment's nominal mass: hydrogen transfers
 HYDROGEN_SHIFTS = (-2, -1, 0, 1, 2)
 

@@ -8,7 +8,7 @@ import torch
 from torch import nn
 from torch_geometric.nn import GATv2Conv, GINEConv, global_add_pool, global_mean_pool
 
-from nextims.models.heads import HYDROGEN_SHIFTS, BidirectionalSpectrumHead, BondCleavageHead
+from nextims.models.heads import HYDROGEN_SHIFTS, BidirectionalSpectrumHead, BondCleavageHead, spread_isotopes
 from nextims.models.neims import ResidualBlock
 
 
@@ -25,6 +25,8 @@ class TeacherGNN(nn.Module):
 
     The BDE head predicts one value per bond of the graph (edges 2b and 2b+1 are bond b), in kcal/mol. With
     `cleavage_head`, a BondCleavageHead adds the ions of single-bond cleavages to the spectrum head's output.
+    With `isotope_envelope`, the heads predict monoisotopic ions and each spreads over its isotope pattern (the
+    batch's `envelope`, nextims.data.envelopes, of `envelope_width` offsets), so clusters run past M + margin.
     """
 
     needs_graph = True
@@ -33,8 +35,11 @@ class TeacherGNN(nn.Module):
                  num_layers: int = 4, conv: str = "gine", fp_hidden: int = 512, joint_dim: int = 1024,
                  num_blocks: int = 2, dropout: float = 0.2, reverse_margin: int = 2,
                  bde_mean: float = 95.0, bde_std: float = 15.0, cleavage_head: bool = False,
-                 cleavage_shifts: Sequence[int] | None = None) -> None:
+                 cleavage_shifts: Sequence[int] | None = None, isotope_envelope: bool = False,
+                 envelope_width: int = 13) -> None:
         super().__init__()
+        # the envelope width the batches must carry; 0: none
+        self.needs_envelope = int(envelope_width) if isotope_envelope else 0
         self.atom_encoder = nn.Linear(atom_dim, hidden_dim)
         self.bond_encoder = nn.Linear(bond_dim, hidden_dim)
         self.convs = nn.ModuleList([_conv(conv, hidden_dim) for _ in range(num_layers)])
@@ -70,6 +75,11 @@ class TeacherGNN(nn.Module):
         joint = self.joint(torch.cat([pooled, self.fp_encoder(torch.log1p(batch["fp"]))], dim=1))
         ions = self.cleavage_head(h, e, graph, joint) if self.cleavage_head is not None else None
         spectrum = self.spectrum_head(joint, batch["mass"], ions)
+        if self.needs_envelope:
+            if "envelope" not in batch:
+                raise ValueError("this teacher spreads ions over isotope envelopes: its batches need `envelope` "
+                                 "(SpectrumBatches.for_model and SpectrumPredictor add it)")
+            spectrum = spread_isotopes(spectrum, batch["envelope"])
         if not with_bde:
             return spectrum
         src, dst = graph.edge_index[:, 0::2]

@@ -6,7 +6,9 @@ from typing import Any, Iterator
 
 import numpy as np
 import torch
+from rdkit import Chem
 
+from nextims.data.envelopes import Envelopes
 from nextims.data.feature_store import FeatureSet
 from nextims.data.sites import ragged_rows
 from nextims.data.spectra import SpectraData
@@ -16,7 +18,8 @@ class SpectrumBatches:
     """Builds model inputs for compounds and training batches for records."""
 
     def __init__(self, data: SpectraData, features: FeatureSet, needs_graph: bool, device: torch.device,
-                 bde: list[np.ndarray] | None = None, soft: np.ndarray | None = None, needs_sites: bool = False) -> None:
+                 bde: list[np.ndarray] | None = None, soft: np.ndarray | None = None, needs_sites: bool = False,
+                 envelope_width: int = 0) -> None:
         self.data = data
         self.soft = None if soft is None else torch.from_numpy(np.asarray(soft, dtype=np.float32))
         # every compound's bond BDEs in one array; compound i owns bde[bde_offsets[i]:bde_offsets[i + 1]]
@@ -30,13 +33,17 @@ class SpectrumBatches:
         self.spectra = torch.from_numpy(data.spectra)
         self.graphs = features.graph_arrays if needs_graph else None
         self.sites = features.sites() if needs_sites else None
+        self.envelopes = (Envelopes.of([Chem.MolFromSmiles(s) for s in data.compound_smiles],
+                                        data.max_mz + 1, envelope_width) if envelope_width
+                          else None)
 
     @classmethod
     def for_model(cls, model: torch.nn.Module, data: SpectraData, features: FeatureSet, device: torch.device,
                   **kwargs: object) -> "SpectrumBatches":
-        """Batches holding the inputs that `model` reads (graphs, cleavage sites)."""
+        """Batches holding the inputs that `model` reads (graphs, cleavage sites, isotope envelopes)."""
         return cls(data, features, bool(getattr(model, "needs_graph", False)), device,
-                   needs_sites=bool(getattr(model, "needs_sites", False)), **kwargs)
+                   needs_sites=bool(getattr(model, "needs_sites", False)),
+                   envelope_width=int(getattr(model, "needs_envelope", 0)), **kwargs)
 
     def compounds(self, compound_idx: np.ndarray) -> dict[str, torch.Tensor]:
         """Model inputs for the given compounds."""
@@ -46,6 +53,8 @@ class SpectrumBatches:
             batch["soft"] = self.soft[idx].to(self.device)
         if self.sites is not None:
             batch["sites"] = self.sites.take(idx.numpy(), self.device)
+        if self.envelopes is not None:
+            batch["envelope"] = self.envelopes.take(idx.numpy(), self.device)
         if self.needs_graph:
             batch["graph"] = self.graphs.batch(idx.numpy()).to(self.device)
             if self.bde is not None:

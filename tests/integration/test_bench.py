@@ -31,6 +31,8 @@ def test_bench_spectra_table(compose_cfg, tmp_path: Path, capsys: pytest.Capture
     assert int(novel["queries"]) >= int(novel["compounds"]) >= 0 and "knn" in novel
     assert any(line.startswith("novel subset: test compounds whose most similar training compound") for line in lines)
     assert any(line.strip().startswith("halogenated: all (") for line in lines)
+    assert any(line.strip().startswith("Cl or Br: all (") for line in lines)
+    assert "per class, cosine (all queries | novel queries):" in lines
     # the intervals: each model's recall inside its own interval; knn's error ratio from the table's recalls
     after = lines[next(i for i, line in enumerate(lines) if line.startswith("recall@10 with its 95% interval")):]
     assert after[0].startswith("recall@10 with its 95% interval (200 bootstrap resamples")

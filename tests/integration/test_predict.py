@@ -23,6 +23,7 @@ from nextims.io import read_spectra
 from nextims.models.weights import save_weights
 from nextims.predict import compose_predict, model_weights, run_predict
 from tests.conftest import train_tiny_weights
+from tests.unit.test_envelopes import CL4, monoisotopic_teacher, monoisotopic_teacher_config
 
 SMI = """CCO ethanol
 C1CC(( broken
@@ -85,6 +86,7 @@ def untrained(tmp_path: Path) -> dict[str, Path]:
                       "bond_dim": graph.bond_dim, "fp_dim": 256, "num_bins": 120, "hidden_dim": 16,
                       "num_layers": 1, "fp_hidden": 16, "joint_dim": 32, "num_blocks": 1,
                       "cleavage_head": True}}
+    models["gnn_envelope"] = {**models["gnn"], "isotope_envelope": True, "envelope_width": 7}
     torch.manual_seed(0)
     return {name: save_weights(build(OmegaConf.create(model)), tmp_path / "untrained" / name,
                                {"model": model, "featurizer": featurizer, "data": {"max_mz": 120}})
@@ -113,6 +115,21 @@ def test_forked_workers_write_the_same_files_as_the_main_process(untrained: dict
 def test_spawned_workers_write_the_same_files_as_the_main_process(untrained: dict[str, Path],
                                                                   tmp_path: Path) -> None:
     assert_workers_write_the_same_files(untrained["gnn"], tmp_path, "spawn")
+
+
+def test_predict_writes_tetrachloroethylene_s_whole_molecular_cluster(tmp_path: Path) -> None:
+    # a teacher predicting one monoisotopic ion at M: its envelope is the C2Cl4 cluster, 164 to 172, not 164-166
+    model = monoisotopic_teacher(164, 200)
+    card = {"model": monoisotopic_teacher_config(200), "data": {"max_mz": 200},
+            "featurizer": {"graph": {"_target_": "nextims.data.featurize.MolGraphFeaturizer",
+                                     "explicit_hydrogens": False}, "fp_bits": 64, "fp_radius": 2}}
+    weights = save_weights(model, tmp_path / "envelope", card)
+    out = tmp_path / "out.msp"
+    predict('input="ClC(Cl)=C(Cl)Cl"', f"output={out}", f"model={weights}")
+    (spectrum,) = read_spectra(out)
+    peaks = dict(zip(spectrum.mz.round().astype(int).tolist(), spectrum.intensities.tolist()))
+    assert [m for m in peaks if m % 2 == 0] == [164, 166, 168, 170, 172]
+    assert [peaks[m] / 999 for m in (164, 166, 168, 170)] == pytest.approx((CL4 / CL4.max())[:4], abs=0.005)
 
 
 def test_predict_csv_and_sdf_to_json_with_plots(weights: Path, tmp_path: Path) -> None:

@@ -34,3 +34,24 @@ def test_teacher_without_bde_model_names_the_command(compose_cfg, tmp_path: Path
     cfg = compose_cfg(TINY_TEACHER + [f"phase.bde_weights={tmp_path}/missing.safetensors"])
     with pytest.raises(FileNotFoundError, match="experiment=bondnet_bde_db2"):
         train(cfg)
+
+
+def test_teacher_with_isotope_envelopes_trains_and_exports_them(compose_cfg, tmp_path: Path) -> None:
+    import numpy as np
+
+    from nextims.data.molecules import InputMolecule
+    from nextims.predictor import SpectrumPredictor
+
+    weights_dir = tmp_path / "weights"
+    cfg = compose_cfg(TINY_TEACHER + ["phase.bde_targets=false", "model.isotope_envelope=true",
+                                      "model.envelope_width=9", "export_name=teacher_envelope_tiny", "ship=true",
+                                      f"paths.weights_dir={weights_dir}"])
+    metrics = train(cfg)
+    assert 0.0 <= metrics["val/recall@10"] <= 1.0
+    predictor = SpectrumPredictor.load(weights_dir / "teacher_envelope_tiny.safetensors")
+    assert predictor.model.needs_envelope == 9
+    chunk = predictor.chunk_preparer()([InputMolecule("tetrachloroethylene", "ClC(Cl)=C(Cl)Cl")])
+    assert chunk.envelopes is not None
+    (spectrum,) = predictor.predict_features(chunk)
+    # the heads stop at M + 2 = 166, the spread of an envelope 9 wide reaches 174 at most
+    assert np.isfinite(spectrum).all() and not spectrum[175:].any()
