@@ -185,6 +185,7 @@ class TeacherSchema:
     dropout: float = setting(ge=0, lt=1)
     reverse_margin: int = setting(ge=0)
     cleavage_head: bool = setting()
+    cleavage_bde: bool = setting()
     isotope_envelope: bool = setting()
     envelope_width: int = setting(ge=1)
 

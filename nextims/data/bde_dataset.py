@@ -20,7 +20,7 @@ from nextims.data.bde_db2 import (VALUE_RANGE, BDERow, SET_NAMES, group_by_molec
                                   validate_molecule)
 from nextims.data.bde_graphs import MolArrays, PackedGraphs, featurizer_signature, mol_arrays
 from nextims.data.cache import atomic_h5, cache_is_valid, content_hash, file_sha256
-from nextims.data.splits import SPLIT_NAMES, hash_split
+from nextims.data.splits import SPLIT_NAMES, hash_split, train_subset
 from nextims.errors import DropReport
 
 log = logging.getLogger(__name__)
@@ -196,7 +196,11 @@ def load_bde_table(cfg: Mapping[str, Any], cache_dir: str | Path) -> BDEDataset:
     """The table a `bde_data` config describes, with its split assigned."""
     data = build_or_load_table(cfg["path"], cache_dir, cfg.get("columns"), bool(cfg.get("propagate_symmetric", True)),
                                int(cfg.get("workers") or 1), _value_range(cfg))
-    data.split = assign_split(data, dict(cfg.get("split") or {}))
+    split = assign_split(data, dict(cfg.get("split") or {}))
+    fraction = float(cfg.get("train_fraction", 1.0))
+    if not 0 < fraction <= 1:
+        raise ValueError(f"bde_data.train_fraction={fraction}: must be in (0, 1]")
+    data.split = train_subset(split, list(data.smiles), fraction)
     return data
 
 

@@ -3,6 +3,7 @@ chunks of them into model inputs, in worker processes when asked."""
 
 from __future__ import annotations
 
+import codecs
 import contextlib
 import csv
 import io
@@ -67,10 +68,10 @@ def _not_text(source: str, suffix: str) -> InputError:
     return InputError(f"{source}: not UTF-8 text; expected {_EXPECTED[suffix]}")
 
 
-def _check_text(path: Path, suffix: str) -> None:
-    """Refuse a file whose (decompressed) start shows it is not UTF-8 text: NUL bytes (binary, UTF-16/32) or a
-    UTF-16/32 BOM. A compressed stream cut short is checked on what comes before the cut (read_molecules reports
-    the cut)."""
+def _check_text(path: Path, suffix: str) -> bytes:
+    """The (decompressed) start of a file, refused when it shows the file is not UTF-8 text: NUL bytes (binary,
+    UTF-16/32) or a UTF-16/32 BOM. A compressed stream cut short is checked on what comes before the cut
+    (read_molecules reports the cut)."""
     head = b""
     with open_binary(path) as fh:
         try:
@@ -80,6 +81,7 @@ def _check_text(path: Path, suffix: str) -> None:
             pass
     if b"\x00" in head or head.startswith((b"\xff\xfe", b"\xfe\xff")):
         raise _not_text(str(path), suffix)
+    return head
 
 
 def _undecodable(text: str, where: str) -> tuple[str, str] | None:
@@ -162,10 +164,12 @@ def read_molecules(source: str, smiles_column: str = "smiles", name_column: str 
         return
     if suffix not in _EXPECTED:
         raise ValueError(f"{source}: unknown input type {suffix!r} (use a SMILES string, .smi, .csv or .sdf)")
-    _check_text(path, suffix)
+    head = _check_text(path, suffix)
+    # utf-8-sig only when a whole BOM is there: its decoder swallows a file that is just a BOM's first bytes
+    encoding = "utf-8-sig" if head.startswith(codecs.BOM_UTF8) else "utf-8"
     count = 0
     try:
-        with io.TextIOWrapper(open_binary(path, check=False), encoding="utf-8-sig", errors="surrogateescape",
+        with io.TextIOWrapper(open_binary(path, check=False), encoding=encoding, errors="surrogateescape",
                               newline="" if suffix == ".csv" else None) as fh:
             for molecule in _file_molecules(fh, source, suffix, smiles_column, name_column):
                 count += 1
@@ -282,7 +286,8 @@ def prepare_molecule(item: InputMolecule, max_mass: int,
         _check_unlabelled(mol, item.name)
     mass = nominal_mass(mol)
     if mol.GetNumHeavyAtoms() > max_heavy_atoms or mass > max_mass:
-        raise RecordError(item.name, "too_large", f"{mol.GetNumHeavyAtoms()} heavy atoms, nominal mass {mass}")
+        raise RecordError(item.name, "too_large", f"{mol.GetNumHeavyAtoms()} heavy atoms, nominal mass {mass} (the "
+                          f"model covers at most {max_heavy_atoms} heavy atoms and nominal mass {max_mass})")
     note = "; ".join(n for n in (fragment, neutralised, _radical_note(mol) if bracketed else "") if n)
     return mol, PreparedMolecule(item.name, Chem.MolToSmiles(mol), Chem.MolToInchiKey(mol),
                                  rdMolDescriptors.CalcMolFormula(mol), mass, note)

@@ -44,6 +44,20 @@ def hash_split(keys: Sequence[str], fractions: Sequence[float] = (0.8, 0.1, 0.1)
     return names[inverse.reshape(-1)]
 
 
+def train_subset(split: np.ndarray, keys: Sequence[str], fraction: float, salt: str = "nextims-subset") -> np.ndarray:
+    """split with only `fraction` of its train keys left as 'train' (by a salted hash of the key, so a smaller
+    fraction keeps a subset of a larger one); the others become 'unused'. Validation and test stay as they are."""
+    if not 0 < fraction <= 1:
+        raise ValueError(f"train fraction must be in (0, 1], got {fraction}")
+    if fraction == 1:
+        return split
+    unique, inverse = np.unique(np.asarray(keys, dtype=str), return_inverse=True)
+    kept = np.array([_unit_hash(salt + key) < fraction for key in unique], dtype=bool)[inverse.reshape(-1)]
+    out = np.asarray(split).astype(object)
+    out[(out == "train") & ~kept] = "unused"
+    return out.astype(str)
+
+
 def murcko_scaffold(smiles: str, record: str = "?") -> str:
     """Bemis-Murcko scaffold SMILES (empty for acyclic molecules); RecordError on bad SMILES."""
     return MurckoScaffold.MurckoScaffoldSmiles(mol=mol_from_smiles(smiles, record), includeChirality=False)

@@ -8,6 +8,8 @@ import numpy as np
 from rdkit import Chem, DataStructs
 from rdkit.Chem import rdFingerprintGenerator
 
+from nextims.data.featurize import nominal_mass
+
 HALOGENS = {"F", "Cl", "Br", "I"}
 
 
@@ -27,11 +29,12 @@ def max_similarity(queries: Sequence[str], reference: Sequence[str], radius: int
 
 def compound_classes(smiles: Sequence[str]) -> dict[str, np.ndarray]:
     """Boolean masks: halogenated (F, Cl, Br or I), Cl or Br (the halogens with isotope clusters), N-containing,
-    and aromatic-only (an aromatic ring and no atom outside C and H: benzenes, PAHs)."""
+    aromatic-only (an aromatic ring and no atom outside C and H: benzenes, PAHs) and M > 500 (nominal mass)."""
     mols = [Chem.MolFromSmiles(s) for s in smiles]
     symbols = [{a.GetSymbol() for a in m.GetAtoms()} for m in mols]
     aromatic = [any(a.GetIsAromatic() for a in m.GetAtoms()) for m in mols]
     return {"halogenated": np.array([bool(s & HALOGENS) for s in symbols], dtype=bool),
             "Cl or Br": np.array([bool(s & {"Cl", "Br"}) for s in symbols], dtype=bool),
             "N-containing": np.array(["N" in s for s in symbols], dtype=bool),
-            "aromatic-only": np.array([a and s <= {"C", "H"} for a, s in zip(aromatic, symbols)], dtype=bool)}
+            "aromatic-only": np.array([a and s <= {"C", "H"} for a, s in zip(aromatic, symbols)], dtype=bool),
+            "M > 500": np.array([nominal_mass(m) > 500 for m in mols], dtype=bool)}

@@ -74,25 +74,35 @@ def place_ions(scores: torch.Tensor, frag_mass: torch.Tensor, owner: torch.Tenso
 class BondCleavageHead(nn.Module):
     """Ions of single-bond cleavages: each directed edge over a non-ring bond scores the ion on its far side at
     that part's nominal mass (the graph's `frag_mass`) plus each of `shifts` (m/z offsets), from its atoms' and its own
-    embeddings and its molecule's joint embedding. Returns non-negative scores over m/z bins 0..num_bins."""
+    embeddings and its molecule's joint embedding. With `bde_input`, the scorer also reads each edge's bond
+    dissociation energy (standardised). Returns non-negative scores over m/z bins 0..num_bins."""
 
     def __init__(self, hidden_dim: int, joint_dim: int, num_bins: int,
-                 shifts: Sequence[int] = HYDROGEN_SHIFTS) -> None:
+                 shifts: Sequence[int] = HYDROGEN_SHIFTS, bde_input: bool = False) -> None:
         super().__init__()
         self.size = num_bins + 1
+        self.bde_input = bool(bde_input)
         self.register_buffer("shifts", torch.tensor([int(s) for s in shifts]), persistent=False)
         self.joint = nn.Linear(joint_dim, hidden_dim)
-        self.score = nn.Sequential(nn.Linear(4 * hidden_dim, hidden_dim), nn.ReLU(),
+        self.score = nn.Sequential(nn.Linear(4 * hidden_dim + self.bde_input, hidden_dim), nn.ReLU(),
                                    nn.Linear(hidden_dim, len(shifts)))
         nn.init.constant_(self.score[-1].bias, -3.0)  # starts near zero: the spectrum head leads at first
 
-    def forward(self, h: torch.Tensor, e: torch.Tensor, graph, joint: torch.Tensor) -> torch.Tensor:
-        """Scores (graphs, num_bins + 1) from atom embeddings h, edge embeddings e and per-graph joint embeddings."""
+    def forward(self, h: torch.Tensor, e: torch.Tensor, graph, joint: torch.Tensor,
+                bde: torch.Tensor | None = None) -> torch.Tensor:
+        """Scores (graphs, num_bins + 1) from atom embeddings h, edge embeddings e, per-graph joint embeddings and,
+        with `bde_input`, bde: one standardised BDE per directed edge."""
         frag_mass = getattr(graph, "frag_mass", None)
         if frag_mass is None:
             raise ValueError("the cleavage head needs each graph's frag_mass (MolGraphFeaturizer adds it; a features "
                              "cache from an older version is rebuilt when the run starts)")
         src, dst = graph.edge_index
         owner = graph.batch[src]
-        scores = nn.functional.softplus(self.score(torch.cat([h[src], h[dst], e, self.joint(joint)[owner]], dim=1)))
+        parts = [h[src], h[dst], e, self.joint(joint)[owner]]
+        if self.bde_input:
+            if bde is None or bde.shape != (src.shape[0],):
+                raise ValueError(f"this cleavage head reads one BDE per directed edge ({src.shape[0]}), got "
+                                 f"{None if bde is None else tuple(bde.shape)}")
+            parts.append(bde.unsqueeze(1))
+        scores = nn.functional.softplus(self.score(torch.cat(parts, dim=1)))
         return place_ions(scores, frag_mass, owner, self.shifts, joint.shape[0], self.size)

@@ -24,7 +24,9 @@ class TeacherGNN(nn.Module):
     """Graph layers -> pooled embedding joined with the count ECFP -> spectrum; bond embeddings -> BDE.
 
     The BDE head predicts one value per bond of the graph (edges 2b and 2b+1 are bond b), in kcal/mol. With
-    `cleavage_head`, a BondCleavageHead adds the ions of single-bond cleavages to the spectrum head's output.
+    `cleavage_head`, a BondCleavageHead adds the ions of single-bond cleavages to the spectrum head's output; with
+    `cleavage_bde` as well, it scores each cleavage from the bond's BDE too, as the BDE head predicts it (detached:
+    only the BDE task trains the BDE head, so what the cleavage head reads stays a bond strength).
     With `isotope_envelope`, the heads predict monoisotopic ions and each spreads over its isotope pattern (the
     batch's `envelope`, nextims.data.envelopes, of `envelope_width` offsets), so clusters run past M + margin.
     """
@@ -36,7 +38,7 @@ class TeacherGNN(nn.Module):
                  num_blocks: int = 2, dropout: float = 0.2, reverse_margin: int = 2,
                  bde_mean: float = 95.0, bde_std: float = 15.0, cleavage_head: bool = False,
                  cleavage_shifts: Sequence[int] | None = None, isotope_envelope: bool = False,
-                 envelope_width: int = 13) -> None:
+                 envelope_width: int = 13, cleavage_bde: bool = False) -> None:
         super().__init__()
         # the envelope width the batches must carry; 0: none
         self.needs_envelope = int(envelope_width) if isotope_envelope else 0
@@ -52,8 +54,10 @@ class TeacherGNN(nn.Module):
                                    *[ResidualBlock(joint_dim, 0.5, dropout) for _ in range(num_blocks)],
                                    nn.LayerNorm(joint_dim), nn.ReLU())
         self.spectrum_head = BidirectionalSpectrumHead(joint_dim, num_bins, reverse_margin)
-        self.cleavage_head = (BondCleavageHead(hidden_dim, joint_dim, num_bins, cleavage_shifts or HYDROGEN_SHIFTS)
-                              if cleavage_head else None)
+        if cleavage_bde and not cleavage_head:
+            raise ValueError("cleavage_bde=true feeds BDEs to the cleavage head: it needs cleavage_head=true")
+        self.cleavage_head = (BondCleavageHead(hidden_dim, joint_dim, num_bins, cleavage_shifts or HYDROGEN_SHIFTS,
+                                               bde_input=cleavage_bde) if cleavage_head else None)
         self.bde_head = nn.Sequential(nn.Linear(3 * hidden_dim, hidden_dim), nn.ReLU(), nn.Linear(hidden_dim, 1))
         self.register_buffer("bde_mean", torch.tensor(float(bde_mean)))
         self.register_buffer("bde_std", torch.tensor(float(bde_std)))
@@ -73,7 +77,13 @@ class TeacherGNN(nn.Module):
         pooled = torch.cat([global_add_pool(h, graph.batch, size=graph.num_graphs) / 10.0,
                             global_mean_pool(h, graph.batch, size=graph.num_graphs)], dim=1)
         joint = self.joint(torch.cat([pooled, self.fp_encoder(torch.log1p(batch["fp"]))], dim=1))
-        ions = self.cleavage_head(h, e, graph, joint) if self.cleavage_head is not None else None
+        uses_bde = self.cleavage_head is not None and self.cleavage_head.bde_input
+        standard_bde = self._standard_bde(h, e, graph) if with_bde or uses_bde else None
+        ions = None
+        if self.cleavage_head is not None:
+            # edges 2b and 2b+1 are the two directions of bond b
+            edge_bde = standard_bde.detach().repeat_interleave(2) if uses_bde else None
+            ions = self.cleavage_head(h, e, graph, joint, edge_bde)
         spectrum = self.spectrum_head(joint, batch["mass"], ions)
         if self.needs_envelope:
             if "envelope" not in batch:
@@ -82,7 +92,10 @@ class TeacherGNN(nn.Module):
             spectrum = spread_isotopes(spectrum, batch["envelope"])
         if not with_bde:
             return spectrum
+        return spectrum, standard_bde * self.bde_std + self.bde_mean
+
+    def _standard_bde(self, h: torch.Tensor, e: torch.Tensor, graph) -> torch.Tensor:
+        """The BDE head's output for every bond (edge pairs), in units of bde_std about bde_mean."""
         src, dst = graph.edge_index[:, 0::2]
         bond = torch.cat([h[src] + h[dst], (h[src] - h[dst]).abs(), e[0::2]], dim=1)
-        bde = self.bde_head(bond).squeeze(1) * self.bde_std + self.bde_mean
-        return spectrum, bde
+        return self.bde_head(bond).squeeze(1)

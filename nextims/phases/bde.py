@@ -37,7 +37,9 @@ def load_data(cfg: DictConfig) -> tuple[BDEDataset, list[HeldOutSet]]:
     spec = OmegaConf.to_container(cfg.bde_data, resolve=True)
     data = load_bde_table(spec, cfg.paths.cache_dir)
     log.info(data.report.format())
-    counts = {s: int(np.count_nonzero(data.split == s)) for s in SPLITS}
+    counts = {s: int(np.count_nonzero(data.split == s)) for s in (*SPLITS, "unused")}
+    if not counts["unused"]:
+        del counts["unused"]  # only under bde_data.train_fraction < 1
     log.info(f"BDE molecules: {len(data)} ({', '.join(f'{s} {n}' for s, n in counts.items())}); "
              f"{data.meta.get('propagated_bonds', 0)} bonds took the value of a symmetry-equivalent bond")
     heldout = load_heldout_sets(spec, cfg.paths.cache_dir, data)

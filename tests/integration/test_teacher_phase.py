@@ -55,3 +55,14 @@ def test_teacher_with_isotope_envelopes_trains_and_exports_them(compose_cfg, tmp
     (spectrum,) = predictor.predict_features(chunk)
     # the heads stop at M + 2 = 166, the spread of an envelope 9 wide reaches 174 at most
     assert np.isfinite(spectrum).all() and not spectrum[175:].any()
+
+
+def test_teacher_with_bde_ranked_cleavages_trains_and_exports_them(compose_cfg, tmp_path: Path) -> None:
+    from nextims.predictor import SpectrumPredictor
+
+    weights_dir = tmp_path / "weights"
+    cfg = compose_cfg(TINY_TEACHER + ["phase.bde_targets=false", "model.cleavage_bde=true",
+                                      "export_name=teacher_bde_tiny", "ship=true", f"paths.weights_dir={weights_dir}"])
+    assert 0.0 <= train(cfg)["val/recall@10"] <= 1.0
+    predictor = SpectrumPredictor.load(weights_dir / "teacher_bde_tiny.safetensors")
+    assert predictor.model.cleavage_head.bde_input

@@ -38,6 +38,12 @@ def test_split_by_set_column_or_hash(tmp_path: Path) -> None:
     data = load_bde_table({"path": str(DATA / "tiny.csv")}, tmp_path)
     counts = {s: int(np.count_nonzero(data.split == s)) for s in ("train", "val", "test")}
     assert counts == {"train": 19, "val": 4, "test": 4}
+    fewer = load_bde_table({"path": str(DATA / "tiny.csv"), "train_fraction": 0.5}, tmp_path)
+    assert 0 < np.count_nonzero(fewer.split == "train") < 19 and np.array_equal(fewer.split != "train",
+                                                                              (data.split != "train") | (fewer.split == "unused"))
+    assert fewer.content_key() != data.content_key()
+    with pytest.raises(ValueError, match="train_fraction"):
+        load_bde_table({"path": str(DATA / "tiny.csv"), "train_fraction": 1.5}, tmp_path)
     release = build_or_load_table(DATA / "release_format.csv.gz", tmp_path)
     assert set(release.sets) == {""}
     with pytest.raises(ValueError, match="no set column"):

@@ -16,6 +16,9 @@ def test_compound_classes_tell_cl_br_from_other_halogens() -> None:
     assert classes["halogenated"].tolist() == [True, True, True, False, False]
     assert classes["Cl or Br"].tolist() == [True, False, True, False, False]
     assert classes["aromatic-only"].tolist() == [False, False, False, False, True]
+    assert not classes["M > 500"].any()
+    heavy = compound_classes(["Brc1cc(Br)c(Oc2c(Br)c(Br)c(Br)c(Br)c2Br)c(Br)c1Br", "ClC(Cl)(Cl)Cl"])
+    assert heavy["M > 500"].tolist() == [True, False]  # a nonabromodiphenyl ether, nominal mass 872
 
 
 def test_class_lines_score_each_class_over_its_queries() -> None:

@@ -60,6 +60,13 @@ def test_a_csv_byte_order_mark_is_stripped(tmp_path: Path) -> None:
     assert [(m.name, m.smiles) for m in read_molecules(str(path))] == [("ethanol", "CCO")]
 
 
+def test_a_file_holding_only_the_start_of_a_byte_order_mark_is_listed_not_swallowed(tmp_path: Path) -> None:
+    path = tmp_path / "in.smi"
+    path.write_bytes(b"\xef\xbb")  # a BOM cut after two bytes: Python's utf-8-sig decoder returns nothing for it
+    (molecule,) = read_molecules(str(path))
+    assert molecule.name == "line1" and molecule.error == ("undecodable_line", "line 1: byte 0xef is not UTF-8")
+
+
 def test_broken_sd_records_are_listed_by_number_title_and_rdkit_reason(tmp_path: Path) -> None:
     good = Chem.MolFromSmiles("CCO")
     good.SetProp("_Name", "ethanol")

@@ -13,6 +13,7 @@ from nextims.data.splits import (
     read_key_list,
     scaffold_split,
     split_counts,
+    train_subset,
 )
 
 
@@ -131,3 +132,17 @@ def test_method_lists_reads_the_bundled_neims_lists_by_default(compose_cfg):
     data = load_spectra(OmegaConf.to_container(cfg.data, resolve=True))
     for name, keys in (("test", test), ("val", val - test)):
         assert {k for k, s in zip(data.compound_keys, data.compound_split) if s == name} <= keys
+
+
+def test_train_subset_keeps_nested_shares_of_train_and_leaves_val_and_test() -> None:
+    keys = _synthetic_keys(4000)
+    split = hash_split(keys, fractions=(0.8, 0.1, 0.1))
+    half, tenth = train_subset(split, keys, 0.5), train_subset(split, keys, 0.1)
+    train = split == "train"
+    assert np.count_nonzero(half == "train") == pytest.approx(0.5 * train.sum(), rel=0.1)
+    assert np.count_nonzero(tenth == "train") == pytest.approx(0.1 * train.sum(), rel=0.2)
+    assert set(half[train]) == {"train", "unused"} and np.array_equal(half[~train], split[~train])
+    assert np.all(half[tenth == "train"] == "train")  # the smaller share is inside the larger
+    assert train_subset(split, keys, 1.0) is split
+    with pytest.raises(ValueError, match="train fraction"):
+        train_subset(split, keys, 0.0)

@@ -130,3 +130,43 @@ def test_cleavage_head_without_fragment_masses_says_what_is_missing() -> None:
     del batch["graph"].frag_mass
     with pytest.raises(ValueError, match="frag_mass"):
         model(batch)
+
+
+def _bde_teacher(**kwargs) -> TeacherGNN:
+    featurizer = MolGraphFeaturizer()
+    return TeacherGNN(featurizer.atom_dim, featurizer.bond_dim, fp_dim=256, num_bins=200, hidden_dim=32,
+                      num_layers=2, fp_hidden=32, joint_dim=64, num_blocks=1, cleavage_head=True, **kwargs)
+
+
+def test_cleavage_bde_reaches_the_cleavage_scores_but_only_the_bde_task_trains_the_bde_head() -> None:
+    torch.manual_seed(0)
+    model = _bde_teacher(cleavage_bde=True).eval()
+    batch = _batch(("CCO", "c1ccccc1CCl", "CC(=O)N"))
+    assert model.cleavage_head.score[0].in_features == 4 * 32 + 1
+    spectrum, bde = model(batch, with_bde=True)
+    assert torch.equal(spectrum, model(batch))
+    # a stronger predicted BDE for every bond changes the cleavage ions, nothing else reads the BDE head
+    with torch.no_grad():
+        model.bde_head[-1].bias += 2.0
+    shifted = model(batch)
+    assert not torch.allclose(shifted, spectrum)
+    model.train()
+    loss, _ = MultitaskTeacherLoss(spectrum=spectrum_loss("cosine"))(predicted_spectrum=model(batch),
+                                                                     target_spectrum=torch.rand(3, 201))
+    loss.backward()
+    assert model.cleavage_head.score[0].weight.grad[:, -1].abs().sum() > 0
+    assert all(p.grad is None for p in model.bde_head.parameters())
+
+
+def test_cleavage_bde_without_bdes_or_cleavage_head_says_what_is_missing() -> None:
+    head = BondCleavageHead(hidden_dim=8, joint_dim=16, num_bins=120, bde_input=True)
+    graph = _batch(("CCO",))["graph"]
+    h, e = torch.randn(graph.num_nodes, 8), torch.randn(graph.edge_index.shape[1], 8)
+    with pytest.raises(ValueError, match="one BDE per directed edge"):
+        head(h, e, graph, torch.randn(1, 16))
+    with pytest.raises(ValueError, match="one BDE per directed edge"):
+        head(h, e, graph, torch.randn(1, 16), torch.zeros(graph.edge_index.shape[1] // 2))
+    assert head(h, e, graph, torch.randn(1, 16), torch.zeros(graph.edge_index.shape[1])).shape == (1, 121)
+    featurizer = MolGraphFeaturizer()
+    with pytest.raises(ValueError, match="cleavage_head=true"):
+        TeacherGNN(featurizer.atom_dim, featurizer.bond_dim, fp_dim=256, cleavage_head=False, cleavage_bde=True)
