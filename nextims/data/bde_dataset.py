@@ -197,10 +197,7 @@ def load_bde_table(cfg: Mapping[str, Any], cache_dir: str | Path) -> BDEDataset:
     data = build_or_load_table(cfg["path"], cache_dir, cfg.get("columns"), bool(cfg.get("propagate_symmetric", True)),
                                int(cfg.get("workers") or 1), _value_range(cfg))
     split = assign_split(data, dict(cfg.get("split") or {}))
-    fraction = float(cfg.get("train_fraction", 1.0))
-    if not 0 < fraction <= 1:
-        raise ValueError(f"bde_data.train_fraction={fraction}: must be in (0, 1]")
-    data.split = train_subset(split, list(data.smiles), fraction)
+    data.split = train_subset(split, list(data.smiles), float(cfg.get("train_fraction", 1.0)))
     return data
 
 

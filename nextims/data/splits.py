@@ -38,24 +38,23 @@ def hash_split(keys: Sequence[str], fractions: Sequence[float] = (0.8, 0.1, 0.1)
                salt: str = "nextims") -> np.ndarray:
     """'train'/'val'/'test' per key from a salted hash of the key alone (same key, same split)."""
     bounds = np.cumsum(_check_fractions(fractions))[:2]
+    return np.array(SPLIT_NAMES)[np.searchsorted(bounds, _buckets(keys, salt), side="right")]
+
+
+def _buckets(keys: Sequence[str], salt: str) -> np.ndarray:
+    """Per key, its salted hash in [0, 1) (hashed once per distinct key)."""
     unique, inverse = np.unique(np.asarray(keys, dtype=str), return_inverse=True)
-    buckets = np.array([_unit_hash(salt + key) for key in unique], dtype=np.float64)
-    names = np.array(SPLIT_NAMES)[np.searchsorted(bounds, buckets, side="right")]
-    return names[inverse.reshape(-1)]
+    return np.array([_unit_hash(salt + key) for key in unique], dtype=np.float64)[inverse.reshape(-1)]
 
 
 def train_subset(split: np.ndarray, keys: Sequence[str], fraction: float, salt: str = "nextims-subset") -> np.ndarray:
     """split with only `fraction` of its train keys left as 'train' (by a salted hash of the key, so a smaller
     fraction keeps a subset of a larger one); the others become 'unused'. Validation and test stay as they are."""
     if not 0 < fraction <= 1:
-        raise ValueError(f"train fraction must be in (0, 1], got {fraction}")
+        raise ValueError(f"train fraction (bde_data.train_fraction) must be in (0, 1], got {fraction}")
     if fraction == 1:
         return split
-    unique, inverse = np.unique(np.asarray(keys, dtype=str), return_inverse=True)
-    kept = np.array([_unit_hash(salt + key) < fraction for key in unique], dtype=bool)[inverse.reshape(-1)]
-    out = np.asarray(split).astype(object)
-    out[(out == "train") & ~kept] = "unused"
-    return out.astype(str)
+    return np.where((split == "train") & (_buckets(keys, salt) >= fraction), "unused", split)
 
 
 def murcko_scaffold(smiles: str, record: str = "?") -> str:
