@@ -186,6 +186,7 @@ class TeacherSchema:
     reverse_margin: int = setting(ge=0)
     cleavage_head: bool = setting()
     cleavage_bde: bool = setting()
+    fragment_head: bool = setting()
     isotope_envelope: bool = setting()
     envelope_width: int = setting(ge=1)
 

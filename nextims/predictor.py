@@ -66,7 +66,8 @@ class SpectrumPredictor:
     def chunk_preparer(self, max_heavy_atoms: int = 100) -> ChunkPreparer:
         """The preparation of input molecules into this model's inputs, with the card's featurizer settings."""
         return ChunkPreparer(self.max_mz, max_heavy_atoms, self.n_bits, self.radius, self.graph_featurizer,
-                             self.needs_sites, int(getattr(self.model, "needs_envelope", 0)))
+                             self.needs_sites, int(getattr(self.model, "needs_envelope", 0)),
+                             bool(getattr(self.model, "needs_pieces", False)))
 
     @torch.no_grad()
     def predict_features(self, chunk: PreparedChunk) -> np.ndarray:
@@ -81,4 +82,6 @@ class SpectrumPredictor:
             batch["sites"] = chunk.sites.take(np.arange(len(chunk.molecules)), self.device)
         if chunk.envelopes is not None:
             batch["envelope"] = chunk.envelopes.take(np.arange(len(chunk.molecules)), self.device)
+        if chunk.pieces is not None:
+            batch["pieces"] = chunk.pieces.take(np.arange(len(chunk.molecules)), self.device)
         return self.model(batch).float().pow(2).cpu().numpy()

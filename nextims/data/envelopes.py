@@ -18,7 +18,7 @@ import numpy as np
 import torch
 from rdkit import Chem
 
-from nextims.data.fragments import fragment_pieces
+from nextims.data.fragments import Pieces, fragment_pieces
 from nextims.data.isotopes import ISOTOPES, isotope_pattern
 
 # offsets 0..12: the molecular cluster of C6Cl6 runs to M+10, of Br4 compounds to M+8
@@ -55,9 +55,10 @@ class EnvelopeTable:
             self._patterns.append(np.mean([composition_pattern(c, self.width) for c in group], axis=0))
         return found
 
-    def row(self, mol: Chem.Mol) -> np.ndarray:
-        """The pattern index (size,) of each bin of mol."""
-        pieces = fragment_pieces(mol, max_cuts=2)
+    def row(self, mol: Chem.Mol, pieces: Pieces | None = None) -> np.ndarray:
+        """The pattern index (size,) of each bin of mol; pieces: its `fragment_pieces(mol, max_cuts=2)` when
+        already enumerated."""
+        pieces = fragment_pieces(mol, max_cuts=2) if pieces is None else pieces
         columns = [k for k, e in enumerate(pieces.elements) if e in ISOTOPES]
         names = [pieces.elements[k] for k in columns]
         by_mass: dict[int, set] = {}

@@ -20,6 +20,8 @@ from rdkit.Chem.MolStandardize import rdMolStandardize
 from torch_geometric.data import Data
 
 from nextims.data.envelopes import Envelopes, EnvelopeTable
+from nextims.data.fragments import fragment_pieces
+from nextims.data.pieces import TwoCutPieces
 from nextims.data.featurize import ELEMENTS, count_morgan, mol_from_smiles, nominal_mass
 from nextims.data.parallel import chunked, ordered_map
 from nextims.data.sites import CleavageSites, fingerprint_and_sites
@@ -304,6 +306,7 @@ class PreparedChunk:
     failures: list[tuple[str, str, str]]
     sites: CleavageSites | None = None
     envelopes: Envelopes | None = None
+    pieces: TwoCutPieces | None = None
 
     @property
     def size(self) -> int:
@@ -337,7 +340,8 @@ class PreparedChunk:
 class ChunkPreparer:
     """Prepares a chunk of input molecules into model inputs: the standardised molecules, their count Morgan
     fingerprints and, given a graph featurizer, their graphs, with `sites` their cleavage sites and with
-    `envelope_width` their isotope envelopes over m/z 0..max_mass (picklable, so it runs in worker processes)."""
+    `envelope_width` their isotope envelopes over m/z 0..max_mass, with `pieces` their two-cut pieces (picklable,
+    so it runs in worker processes)."""
 
     max_mass: int
     max_heavy_atoms: int = 100
@@ -346,12 +350,13 @@ class ChunkPreparer:
     graph_featurizer: Callable[[Chem.Mol], Data] | None = None
     sites: bool = False
     envelope_width: int = 0
+    pieces: bool = False
 
     def __call__(self, items: Iterable[InputMolecule]) -> PreparedChunk:
         """The chunk's model inputs; molecules that fail preparation are listed with the reason."""
         molecules, fingerprints, graphs, sites, failures = [], [], [], [], []
         envelopes = EnvelopeTable(self.max_mass + 1, self.envelope_width) if self.envelope_width else None
-        rows = []
+        rows, two_cut = [], []
         for item in items:
             try:
                 mol, prepared = prepare_molecule(item, self.max_mass, self.max_heavy_atoms)
@@ -367,12 +372,16 @@ class ChunkPreparer:
                 fingerprints.append(count_morgan(mol, self.fp_bits, self.fp_radius))
             if self.graph_featurizer is not None:
                 graphs.append(self.graph_featurizer(mol))
+            pieces = fragment_pieces(mol, max_cuts=2) if envelopes is not None or self.pieces else None
             if envelopes is not None:
-                rows.append(envelopes.row(mol))
+                rows.append(envelopes.row(mol, pieces))
+            if self.pieces:
+                two_cut.append(TwoCutPieces.from_pieces(pieces))
         fp = np.stack(fingerprints) if fingerprints else np.zeros((0, self.fp_bits), np.float32)
         return PreparedChunk(molecules, fp, graphs if self.graph_featurizer is not None else None, failures,
                              CleavageSites.concat(sites, self.fp_radius + 1) if self.sites else None,
-                             envelopes.envelopes(rows) if envelopes is not None else None)
+                             envelopes.envelopes(rows) if envelopes is not None else None,
+                             TwoCutPieces.concat(two_cut) if self.pieces else None)
 
 
 def prepared_chunks(items: Iterable[InputMolecule], prepare: ChunkPreparer, chunk_size: int, workers: int = 0,

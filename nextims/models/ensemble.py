@@ -24,6 +24,7 @@ class SpectrumEnsemble(nn.Module):
         self.members = nn.ModuleList(build(member) for _ in range(int(size)))
         self.needs_graph = any(getattr(m, "needs_graph", False) for m in self.members)
         self.needs_sites = any(getattr(m, "needs_sites", False) for m in self.members)
+        self.needs_pieces = any(getattr(m, "needs_pieces", False) for m in self.members)
         self.needs_envelope = max(int(getattr(m, "needs_envelope", 0)) for m in self.members)
 
     def forward(self, batch: dict, with_bde: bool = False):

@@ -106,3 +106,42 @@ class BondCleavageHead(nn.Module):
             parts.append(bde.unsqueeze(1))
         scores = nn.functional.softplus(self.score(torch.cat(parts, dim=1)))
         return place_ions(scores, frag_mass, owner, self.shifts, joint.shape[0], self.size)
+
+
+class FragmentPieceHead(nn.Module):
+    """Ions of two-bond cleavages: each two-cut piece (the batch's `pieces`, nextims.data.pieces) scores the ion
+    at its nominal mass plus each of `shifts`, from the mean embedding of its atoms, the embeddings of its two cut
+    bonds (both directions summed), its size and its molecule's joint embedding. Returns non-negative scores over
+    m/z bins 0..num_bins."""
+
+    def __init__(self, hidden_dim: int, joint_dim: int, num_bins: int,
+                 shifts: Sequence[int] = HYDROGEN_SHIFTS) -> None:
+        super().__init__()
+        self.size = num_bins + 1
+        self.register_buffer("shifts", torch.tensor([int(s) for s in shifts]), persistent=False)
+        self.joint = nn.Linear(joint_dim, hidden_dim)
+        self.score = nn.Sequential(nn.Linear(3 * hidden_dim + 1, hidden_dim), nn.ReLU(),
+                                   nn.Linear(hidden_dim, len(shifts)))
+        nn.init.constant_(self.score[-1].bias, -3.0)  # starts near zero, as the cleavage head
+
+    def forward(self, h: torch.Tensor, e: torch.Tensor, graph, joint: torch.Tensor,
+                pieces: dict[str, torch.Tensor]) -> torch.Tensor:
+        """Scores (graphs, num_bins + 1) from atom embeddings h, directed-edge embeddings e (edges 2b, 2b+1 are
+        bond b), per-graph joint embeddings and the batch's two-cut pieces (local atom and bond indices)."""
+        owner = pieces["owner"]
+        n = owner.shape[0]
+        if n == 0:
+            return joint.new_zeros(joint.shape[0], self.size)
+        atom_start = graph.ptr[:-1]
+        edge_start = torch.cat([graph.ptr.new_zeros(1),
+                                torch.bincount(graph.batch[graph.edge_index[0]], minlength=joint.shape[0]).cumsum(0)])
+        member = pieces["atom"] + atom_start[owner[pieces["atom_piece"]]]
+        incidence = torch.sparse_coo_tensor(torch.stack([pieces["atom_piece"], member]),
+                                            h.new_ones(member.shape[0]), (n, h.shape[0]), check_invariants=False)
+        size = torch.bincount(pieces["atom_piece"], minlength=n).clamp_min(1).to(h.dtype).unsqueeze(1)
+        atoms = torch.sparse.mm(incidence, h) / size
+        edge = edge_start[owner].unsqueeze(1) + 2 * pieces["cuts"]
+        bonds = e[edge] + e[edge + 1]
+        parts = [atoms, bonds.sum(dim=1), self.joint(joint)[owner], torch.log(size)]
+        scores = nn.functional.softplus(self.score(torch.cat(parts, dim=1)))
+        return place_ions(scores, pieces["mass"], owner, self.shifts, joint.shape[0], self.size)

@@ -8,7 +8,8 @@ import torch
 from torch import nn
 from torch_geometric.nn import GATv2Conv, GINEConv, global_add_pool, global_mean_pool
 
-from nextims.models.heads import HYDROGEN_SHIFTS, BidirectionalSpectrumHead, BondCleavageHead, spread_isotopes
+from nextims.models.heads import (HYDROGEN_SHIFTS, BidirectionalSpectrumHead, BondCleavageHead, FragmentPieceHead,
+                                  spread_isotopes)
 from nextims.models.neims import ResidualBlock
 
 
@@ -27,6 +28,7 @@ class TeacherGNN(nn.Module):
     `cleavage_head`, a BondCleavageHead adds the ions of single-bond cleavages to the spectrum head's output; with
     `cleavage_bde` as well, it scores each cleavage from the bond's BDE too, as the BDE head predicts it (detached:
     only the BDE task trains the BDE head, so what the cleavage head reads stays a bond strength).
+    With `fragment_head`, a FragmentPieceHead adds the ions of two-bond cleavages (the batch's `pieces`) as well.
     With `isotope_envelope`, the heads predict monoisotopic ions and each spreads over its isotope pattern (the
     batch's `envelope`, nextims.data.envelopes, of `envelope_width` offsets), so clusters run past M + margin.
     """
@@ -38,10 +40,11 @@ class TeacherGNN(nn.Module):
                  num_blocks: int = 2, dropout: float = 0.2, reverse_margin: int = 2,
                  bde_mean: float = 95.0, bde_std: float = 15.0, cleavage_head: bool = False,
                  cleavage_shifts: Sequence[int] | None = None, isotope_envelope: bool = False,
-                 envelope_width: int = 13, cleavage_bde: bool = False) -> None:
+                 envelope_width: int = 13, cleavage_bde: bool = False, fragment_head: bool = False) -> None:
         super().__init__()
         # the envelope width the batches must carry; 0: none
         self.needs_envelope = int(envelope_width) if isotope_envelope else 0
+        self.needs_pieces = bool(fragment_head)
         self.atom_encoder = nn.Linear(atom_dim, hidden_dim)
         self.bond_encoder = nn.Linear(bond_dim, hidden_dim)
         self.convs = nn.ModuleList([_conv(conv, hidden_dim) for _ in range(num_layers)])
@@ -58,6 +61,8 @@ class TeacherGNN(nn.Module):
             raise ValueError("cleavage_bde=true feeds BDEs to the cleavage head: it needs cleavage_head=true")
         self.cleavage_head = (BondCleavageHead(hidden_dim, joint_dim, num_bins, cleavage_shifts or HYDROGEN_SHIFTS,
                                                bde_input=cleavage_bde) if cleavage_head else None)
+        self.fragment_head = (FragmentPieceHead(hidden_dim, joint_dim, num_bins, cleavage_shifts or HYDROGEN_SHIFTS)
+                              if fragment_head else None)
         self.bde_head = nn.Sequential(nn.Linear(3 * hidden_dim, hidden_dim), nn.ReLU(), nn.Linear(hidden_dim, 1))
         self.register_buffer("bde_mean", torch.tensor(float(bde_mean)))
         self.register_buffer("bde_std", torch.tensor(float(bde_std)))
@@ -84,6 +89,12 @@ class TeacherGNN(nn.Module):
             # edges 2b and 2b+1 are the two directions of bond b
             edge_bde = standard_bde.detach().repeat_interleave(2) if uses_bde else None
             ions = self.cleavage_head(h, e, graph, joint, edge_bde)
+        if self.fragment_head is not None:
+            if "pieces" not in batch:
+                raise ValueError("this teacher scores two-cut fragments: its batches need `pieces` "
+                                 "(SpectrumBatches.for_model and SpectrumPredictor add them)")
+            pieces = self.fragment_head(h, e, graph, joint, batch["pieces"])
+            ions = pieces if ions is None else ions + pieces
         spectrum = self.spectrum_head(joint, batch["mass"], ions)
         if self.needs_envelope:
             if "envelope" not in batch:

@@ -8,8 +8,10 @@ import numpy as np
 import torch
 from rdkit import Chem
 
-from nextims.data.envelopes import Envelopes
+from nextims.data.envelopes import Envelopes, EnvelopeTable
 from nextims.data.feature_store import FeatureSet
+from nextims.data.fragments import fragment_pieces
+from nextims.data.pieces import TwoCutPieces
 from nextims.data.sites import ragged_rows
 from nextims.data.spectra import SpectraData
 
@@ -19,7 +21,7 @@ class SpectrumBatches:
 
     def __init__(self, data: SpectraData, features: FeatureSet, needs_graph: bool, device: torch.device,
                  bde: list[np.ndarray] | None = None, soft: np.ndarray | None = None, needs_sites: bool = False,
-                 envelope_width: int = 0) -> None:
+                 envelope_width: int = 0, needs_pieces: bool = False) -> None:
         self.data = data
         self.soft = None if soft is None else torch.from_numpy(np.asarray(soft, dtype=np.float32))
         # every compound's bond BDEs in one array; compound i owns bde[bde_offsets[i]:bde_offsets[i + 1]]
@@ -33,17 +35,16 @@ class SpectrumBatches:
         self.spectra = torch.from_numpy(data.spectra)
         self.graphs = features.graph_arrays if needs_graph else None
         self.sites = features.sites() if needs_sites else None
-        self.envelopes = (Envelopes.of([Chem.MolFromSmiles(s) for s in data.compound_smiles],
-                                        data.max_mz + 1, envelope_width) if envelope_width
-                          else None)
+        self.envelopes, self.pieces = _envelopes_and_pieces(data, envelope_width, needs_pieces)
 
     @classmethod
     def for_model(cls, model: torch.nn.Module, data: SpectraData, features: FeatureSet, device: torch.device,
                   **kwargs: object) -> "SpectrumBatches":
-        """Batches holding the inputs that `model` reads (graphs, cleavage sites, isotope envelopes)."""
+        """Batches holding the inputs that `model` reads (graphs, cleavage sites, isotope envelopes, pieces)."""
         return cls(data, features, bool(getattr(model, "needs_graph", False)), device,
                    needs_sites=bool(getattr(model, "needs_sites", False)),
-                   envelope_width=int(getattr(model, "needs_envelope", 0)), **kwargs)
+                   envelope_width=int(getattr(model, "needs_envelope", 0)),
+                   needs_pieces=bool(getattr(model, "needs_pieces", False)), **kwargs)
 
     def compounds(self, compound_idx: np.ndarray) -> dict[str, torch.Tensor]:
         """Model inputs for the given compounds."""
@@ -55,6 +56,8 @@ class SpectrumBatches:
             batch["sites"] = self.sites.take(idx.numpy(), self.device)
         if self.envelopes is not None:
             batch["envelope"] = self.envelopes.take(idx.numpy(), self.device)
+        if self.pieces is not None:
+            batch["pieces"] = self.pieces.take(idx.numpy(), self.device)
         if self.needs_graph:
             batch["graph"] = self.graphs.batch(idx.numpy()).to(self.device)
             if self.bde is not None:
@@ -68,6 +71,21 @@ class SpectrumBatches:
         batch = self.compounds(self.data.record_compound[record_idx])
         batch["target"] = self.spectra[torch.as_tensor(record_idx)].to(self.device)
         return batch
+
+
+def _envelopes_and_pieces(data: SpectraData, envelope_width: int,
+                          needs_pieces: bool) -> tuple[Envelopes | None, TwoCutPieces | None]:
+    """The compounds' isotope envelopes (with envelope_width) and two-cut pieces (with needs_pieces), from one
+    fragment enumeration per compound."""
+    if not envelope_width and not needs_pieces:
+        return None, None
+    mols = [Chem.MolFromSmiles(s) for s in data.compound_smiles]
+    pieces = [fragment_pieces(m, max_cuts=2) for m in mols]
+    envelopes = None
+    if envelope_width:
+        table = EnvelopeTable(data.max_mz + 1, envelope_width)
+        envelopes = table.envelopes([table.row(m, p) for m, p in zip(mols, pieces)])
+    return envelopes, TwoCutPieces.concat([TwoCutPieces.from_pieces(p) for p in pieces]) if needs_pieces else None
 
 
 @torch.no_grad()

@@ -57,12 +57,30 @@ def test_teacher_with_isotope_envelopes_trains_and_exports_them(compose_cfg, tmp
     assert np.isfinite(spectrum).all() and not spectrum[175:].any()
 
 
-def test_teacher_with_bde_ranked_cleavages_trains_and_exports_them(compose_cfg, tmp_path: Path) -> None:
+def _shipped_tiny_teacher(compose_cfg, tmp_path: Path, name: str, overrides: list[str]):
+    """Train a tiny teacher with the given model overrides, ship it to tmp_path and load it for prediction."""
     from nextims.predictor import SpectrumPredictor
 
     weights_dir = tmp_path / "weights"
-    cfg = compose_cfg(TINY_TEACHER + ["phase.bde_targets=false", "model.cleavage_bde=true",
-                                      "export_name=teacher_bde_tiny", "ship=true", f"paths.weights_dir={weights_dir}"])
+    cfg = compose_cfg(TINY_TEACHER + ["phase.bde_targets=false", *overrides, f"export_name={name}", "ship=true",
+                                      f"paths.weights_dir={weights_dir}"])
     assert 0.0 <= train(cfg)["val/recall@10"] <= 1.0
-    predictor = SpectrumPredictor.load(weights_dir / "teacher_bde_tiny.safetensors")
+    return SpectrumPredictor.load(weights_dir / f"{name}.safetensors")
+
+
+def test_teacher_with_bde_ranked_cleavages_trains_and_exports_them(compose_cfg, tmp_path: Path) -> None:
+    predictor = _shipped_tiny_teacher(compose_cfg, tmp_path, "teacher_bde_tiny", ["model.cleavage_bde=true"])
     assert predictor.model.cleavage_head.bde_input
+
+
+def test_teacher_with_fragment_head_trains_and_predicts_with_pieces(compose_cfg, tmp_path: Path) -> None:
+    import numpy as np
+
+    from nextims.data.molecules import InputMolecule
+
+    predictor = _shipped_tiny_teacher(compose_cfg, tmp_path, "teacher_pieces_tiny", ["model.fragment_head=true"])
+    assert predictor.model.needs_pieces
+    chunk = predictor.chunk_preparer()([InputMolecule("ether", "CCOCC"), InputMolecule("methane", "C")])
+    assert chunk.pieces is not None and chunk.pieces.piece_offsets.tolist() == [0, 6, 6]
+    spectra = predictor.predict_features(chunk)
+    assert spectra.shape[0] == 2 and np.isfinite(spectra).all()
