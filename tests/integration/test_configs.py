@@ -34,7 +34,7 @@ def test_defaults_list_has_all_groups(compose_cfg) -> None:
     cfg = compose_cfg([])
     for key in ("phase", "data", "model", "loss", "trainer", "tracking", "featurizer", "paths"):
         assert key in cfg
-    assert cfg.phase.name == "baseline" and cfg.model.name == "neims" and cfg.data.max_mz == 500
+    assert cfg.phase.name == "baseline" and cfg.model.name == "neims" and cfg.data.max_mz == 1000
 
 
 def test_typo_in_override_fails_with_hydra_error(compose_cfg) -> None:

@@ -206,7 +206,7 @@ def test_the_teacher_lists_methane_and_the_methyl_radical_with_an_actionable_rea
                                           "progress=false"]))
     assert report.kept == 2 and dict(report.dropped) == {"empty_prediction": 2}
     rows = [line.split("\t") for line in (tmp_path / "out.json.errors.tsv").read_text().splitlines()[1:]]
-    no_peak = "teacher_massbank predicts no peak at m/z 1-500 for this molecule"
+    no_peak = "teacher_massbank predicts no peak at m/z 1-1000 for this molecule"
     others = "try another model (model=student, model=neims)"
     assert rows == [["methane", "empty_prediction", f"{no_peak} (nominal mass 16); {others}"],
                     ["methyl", "empty_prediction", f"{no_peak} (nominal mass 15); {others}; radical (unpaired "
