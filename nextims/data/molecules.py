@@ -19,9 +19,8 @@ from rdkit.Chem import rdMolDescriptors
 from rdkit.Chem.MolStandardize import rdMolStandardize
 from torch_geometric.data import Data
 
-from nextims.data.envelopes import Envelopes, EnvelopeTable
-from nextims.data.fragments import fragment_pieces
-from nextims.data.pieces import TwoCutPieces
+from nextims.data.envelopes import Envelopes
+from nextims.data.pieces import TwoCutPieces, envelopes_and_pieces
 from nextims.data.featurize import ELEMENTS, count_morgan, mol_from_smiles, nominal_mass
 from nextims.data.parallel import chunked, ordered_map
 from nextims.data.sites import CleavageSites, fingerprint_and_sites
@@ -354,9 +353,7 @@ class ChunkPreparer:
 
     def __call__(self, items: Iterable[InputMolecule]) -> PreparedChunk:
         """The chunk's model inputs; molecules that fail preparation are listed with the reason."""
-        molecules, fingerprints, graphs, sites, failures = [], [], [], [], []
-        envelopes = EnvelopeTable(self.max_mass + 1, self.envelope_width) if self.envelope_width else None
-        rows, two_cut = [], []
+        molecules, fingerprints, graphs, sites, failures, mols = [], [], [], [], [], []
         for item in items:
             try:
                 mol, prepared = prepare_molecule(item, self.max_mass, self.max_heavy_atoms)
@@ -372,16 +369,13 @@ class ChunkPreparer:
                 fingerprints.append(count_morgan(mol, self.fp_bits, self.fp_radius))
             if self.graph_featurizer is not None:
                 graphs.append(self.graph_featurizer(mol))
-            pieces = fragment_pieces(mol, max_cuts=2) if envelopes is not None or self.pieces else None
-            if envelopes is not None:
-                rows.append(envelopes.row(mol, pieces))
-            if self.pieces:
-                two_cut.append(TwoCutPieces.from_pieces(pieces))
+            if self.envelope_width or self.pieces:
+                mols.append(mol)
+        envelopes, pieces = envelopes_and_pieces(mols, self.max_mass + 1, self.envelope_width, self.pieces)
         fp = np.stack(fingerprints) if fingerprints else np.zeros((0, self.fp_bits), np.float32)
         return PreparedChunk(molecules, fp, graphs if self.graph_featurizer is not None else None, failures,
                              CleavageSites.concat(sites, self.fp_radius + 1) if self.sites else None,
-                             envelopes.envelopes(rows) if envelopes is not None else None,
-                             TwoCutPieces.concat(two_cut) if self.pieces else None)
+                             envelopes, pieces)
 
 
 def prepared_chunks(items: Iterable[InputMolecule], prepare: ChunkPreparer, chunk_size: int, workers: int = 0,

@@ -16,6 +16,7 @@ import numpy as np
 import torch
 from rdkit import Chem
 
+from nextims.data.envelopes import Envelopes, EnvelopeTable
 from nextims.data.fragments import Pieces, fragment_pieces
 from nextims.data.sites import ragged_rows
 
@@ -70,3 +71,21 @@ class TwoCutPieces:
         out = {"owner": owner, "mass": self.mass[pieces].astype(np.int64), "cuts": self.cuts[pieces].astype(np.int64),
                "atom": self.atoms[atom_rows].astype(np.int64), "atom_piece": atom_piece}
         return {k: torch.from_numpy(np.ascontiguousarray(v)).to(device) for k, v in out.items()}
+
+
+def envelopes_and_pieces(mols: Sequence[Chem.Mol], size: int, envelope_width: int,
+                         with_pieces: bool) -> tuple[Envelopes | None, TwoCutPieces | None]:
+    """The isotope envelopes over `size` bins (with envelope_width) and the two-cut pieces (with with_pieces) of
+    mols, from one fragment enumeration per molecule."""
+    if not envelope_width and not with_pieces:
+        return None, None
+    table = EnvelopeTable(size, envelope_width) if envelope_width else None
+    rows, two_cut = [], []
+    for mol in mols:
+        pieces = fragment_pieces(mol, max_cuts=2)
+        if table is not None:
+            rows.append(table.row(mol, pieces))
+        if with_pieces:
+            two_cut.append(TwoCutPieces.from_pieces(pieces))
+    return (table.envelopes(rows) if table is not None else None,
+            TwoCutPieces.concat(two_cut) if with_pieces else None)

@@ -8,10 +8,8 @@ import numpy as np
 import torch
 from rdkit import Chem
 
-from nextims.data.envelopes import Envelopes, EnvelopeTable
 from nextims.data.feature_store import FeatureSet
-from nextims.data.fragments import fragment_pieces
-from nextims.data.pieces import TwoCutPieces
+from nextims.data.pieces import envelopes_and_pieces
 from nextims.data.sites import ragged_rows
 from nextims.data.spectra import SpectraData
 
@@ -35,7 +33,9 @@ class SpectrumBatches:
         self.spectra = torch.from_numpy(data.spectra)
         self.graphs = features.graph_arrays if needs_graph else None
         self.sites = features.sites() if needs_sites else None
-        self.envelopes, self.pieces = _envelopes_and_pieces(data, envelope_width, needs_pieces)
+        self.envelopes, self.pieces = envelopes_and_pieces([Chem.MolFromSmiles(s) for s in data.compound_smiles]
+                                                           if envelope_width or needs_pieces else [],
+                                                           data.max_mz + 1, envelope_width, needs_pieces)
 
     @classmethod
     def for_model(cls, model: torch.nn.Module, data: SpectraData, features: FeatureSet, device: torch.device,
@@ -71,21 +71,6 @@ class SpectrumBatches:
         batch = self.compounds(self.data.record_compound[record_idx])
         batch["target"] = self.spectra[torch.as_tensor(record_idx)].to(self.device)
         return batch
-
-
-def _envelopes_and_pieces(data: SpectraData, envelope_width: int,
-                          needs_pieces: bool) -> tuple[Envelopes | None, TwoCutPieces | None]:
-    """The compounds' isotope envelopes (with envelope_width) and two-cut pieces (with needs_pieces), from one
-    fragment enumeration per compound."""
-    if not envelope_width and not needs_pieces:
-        return None, None
-    mols = [Chem.MolFromSmiles(s) for s in data.compound_smiles]
-    pieces = [fragment_pieces(m, max_cuts=2) for m in mols]
-    envelopes = None
-    if envelope_width:
-        table = EnvelopeTable(data.max_mz + 1, envelope_width)
-        envelopes = table.envelopes([table.row(m, p) for m, p in zip(mols, pieces)])
-    return envelopes, TwoCutPieces.concat([TwoCutPieces.from_pieces(p) for p in pieces]) if needs_pieces else None
 
 
 @torch.no_grad()
