@@ -25,7 +25,7 @@ from nextims.errors import DropReport, InputError, RecordError
 from nextims.io import detect_format, read_spectra
 from nextims.io.atomic import atomic_open, check_output_file
 from nextims.io.text import parsed_counted
-from nextims.search.engine import top_hits
+from nextims.search.engine import ENGINES, top_hits
 from nextims.search.index import SpectrumIndex, build_index, entry_mass, open_index
 from nextims.search.scoring import match_factor, query_vector, reverse_match_factor
 from nextims.spectrum import Spectrum, bin_spectrum, validate_peaks
@@ -51,6 +51,8 @@ class SearchSchema:
     query_mass: Optional[int] = setting(ge=1)
     plot_hits: int = setting(ge=1)
     max_mz: int = setting(ge=1, le=65535)
+    engine: str = setting(choices=ENGINES)
+    precision: str = setting(choices=("auto", "bfloat16", "float32"))
 
 
 @dataclass
@@ -191,14 +193,15 @@ def read_queries(cfg: DictConfig, max_mz: int, report: DropReport) -> list[Query
 
 
 def search_libraries(queries: list[Query], libraries: list[Library], k: int, mass_window: float | None,
-                     precision: str = "auto", device: str = "cpu") -> list[list[tuple[float, int, int]]]:
+                     precision: str = "auto", device: str = "cpu",
+                     engine: str = "auto") -> list[list[tuple[float, int, int]]]:
     """Per query, its k best (cosine, library number, row) over all libraries, best first (ties: the earlier
     library, the lower row); entries sharing no peak with the query (cosine 0) are no hits."""
     masses = np.array([q.mass for q in queries], dtype=np.float64)
     found: list[list[tuple[float, int, int]]] = [[] for _ in queries]
     for number, library in enumerate(libraries):
         vectors = np.stack([query_vector(q.spectrum, library.index.max_mz) for q in queries])
-        rows, cosines = top_hits(vectors, library.index, k, masses, mass_window, precision, device)
+        rows, cosines = top_hits(vectors, library.index, k, masses, mass_window, precision, device, engine)
         for i in range(len(queries)):
             found[i].extend((float(c), number, int(r)) for r, c in zip(rows[i], cosines[i]) if r >= 0 and c > 0)
     return [sorted(hits, key=lambda h: (-h[0], h[1], h[2]))[:k] for hits in found]
@@ -305,8 +308,8 @@ def run_search(cfg: DictConfig) -> dict[str, Any]:
         queries = read_queries(cfg, max_mz, query_report)
         report_drops(query_report, "queries not searched")
         window = None if cfg.mass_window is None else float(cfg.mass_window)
-        best = (search_libraries(queries, libraries, int(cfg.top_k), window, str(cfg.precision), str(cfg.device))
-                if queries else [])
+        best = (search_libraries(queries, libraries, int(cfg.top_k), window, str(cfg.precision), str(cfg.device),
+                                 str(cfg.engine)) if queries else [])
         results = hit_records(queries, libraries, best)
         meta = {"library": [str(library.path) for library in libraries], "top_k": int(cfg.top_k),
                 "mass_window": window, "dropped_queries": query_report.to_dict()}

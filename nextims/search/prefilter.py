@@ -26,6 +26,7 @@ import numpy as np
 import torch
 
 from nextims.data.sites import ragged_rows
+from nextims.search.kernels import exact_scores
 
 # library rows scored per matrix product, with the queries whose range meets them (smaller: less of a mass window's
 # neighbours multiplied for nothing; larger: less ranking per row; 32768 is best for both on 2 cores at 1M rows)
@@ -106,28 +107,24 @@ class SparseRows:
 
     def scores(self, queries: np.ndarray, pairs: np.ndarray, rows: np.ndarray) -> np.ndarray:
         """Exact float64 cosines of queries[pairs[j]] with library row rows[j]."""
-        entries, owner = ragged_rows(self.indptr, rows)
-        bins = np.asarray(self.bins[entries], dtype=np.int64)
-        inside = bins < queries.shape[1]
-        contribution = np.zeros(len(entries))
-        contribution[inside] = (queries[pairs[owner[inside]], bins[inside]]
-                                * np.asarray(self.weights[entries[inside]], dtype=np.float64))
-        return np.bincount(owner, contribution, minlength=len(rows))
+        out = np.zeros(len(rows))
+        exact_scores(np.asarray(self.indptr, np.int64), np.asarray(self.bins), np.asarray(self.weights),
+                     np.ascontiguousarray(queries, np.float64), np.asarray(pairs, np.int64), np.asarray(rows, np.int64),
+                     out)
+        return out
 
 
-class Prefilter:
-    """A library's weighted unit vectors as a dense low-precision matrix on a device, with the exact sparse rows
-    they came from; `top_k` gives exact results.
+class LibrarySearch:
+    """What the exact searches share: the library rows in matrix order, the dense width and the few tall rows beyond
+    it (scored exactly for every query), the query groups of `top_k` and the final ranking. A subclass finds each
+    group's candidates (`_group_top_k`).
 
     order: the library rows in matrix order (default: as stored); positions in that order are what `top_k`'s ranges
     refer to, and it returns library rows. dense_width: the bins held densely (default: all but TALL_SHARE of the
     rows fit); rows with a bin beyond it are scored exactly for every query instead."""
 
-    def __init__(self, rows: SparseRows, precision: str = "auto", device: str | torch.device = "cpu",
-                 order: np.ndarray | None = None, dense_width: int | None = None) -> None:
+    def __init__(self, rows: SparseRows, order: np.ndarray | None = None, dense_width: int | None = None) -> None:
         self.rows = rows
-        self.device = torch.device(device)
-        self.precision = choose_precision(precision, self.device)
         self.order = np.arange(len(rows), dtype=np.int64) if order is None else np.asarray(order, np.int64)
         if self.order.shape != (len(rows),) or not np.array_equal(np.bincount(self.order, minlength=len(rows)),
                                                                    np.ones(len(rows), np.int64)):
@@ -138,16 +135,18 @@ class Prefilter:
         self.is_tall = np.zeros(len(rows), bool)
         self.is_tall[self.tall] = True
         self.tall_matrix = rows.dense_rows(self.order[self.tall], int(top.max(initial=0)) + 1).astype(np.float64)
-        dtype = _PRECISION[self.precision][0]
-        self.matrix = torch.empty((len(rows), self.width), dtype=dtype, device=self.device)
-        for start in range(0, len(rows), ROW_BLOCK):
-            stop = min(len(rows), start + ROW_BLOCK)
-            block = rows.dense_rows(self.order[start:stop], self.width)
+        self.fallbacks = 0
+
+    def dense_blocks(self, step: int) -> Iterator[tuple[int, int, np.ndarray]]:
+        """(start, stop, rows start..stop in matrix order as a dense float32 array below the dense width), `step` rows
+        at a time; ValueError for negative weights (the bounds hold for spectra, non-negative, only)."""
+        for start in range(0, len(self.rows), step):
+            stop = min(len(self.rows), start + step)
+            block = self.rows.dense_rows(self.order[start:stop], self.width)
             if block.size and block.min() < 0:
-                raise ValueError(f"library rows {start}..{stop} (in matrix order): negative weights; the prefilter's "
-                                 "bound holds for spectra (non-negative) only")
-            self.matrix[start:stop] = torch.from_numpy(block).to(self.device, dtype)
-        self.error = relative_error(self.precision, self.width)
+                raise ValueError(f"library rows {start}..{stop} (in matrix order): negative weights; the search's "
+                                 "bounds hold for spectra (non-negative) only")
+            yield start, stop, block
 
     def top_k(self, queries: np.ndarray, k: int, lo: np.ndarray | None = None,
               hi: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
@@ -170,6 +169,70 @@ class Prefilter:
 
     def _group_top_k(self, queries: np.ndarray, k: int, lo: np.ndarray, hi: np.ndarray
                      ) -> tuple[np.ndarray, np.ndarray]:
+        raise NotImplementedError
+
+    def _ranked(self, queries: np.ndarray, k: int, lo: np.ndarray, hi: np.ndarray, pairs: np.ndarray,
+                positions: np.ndarray, floor: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """The k best of the candidate (query, position) pairs, each scored exactly, with every tall row in range;
+        floor: per query, an exact cosine that at least k of its rows reach (rows below it, candidates or tall, are
+        dropped before ranking)."""
+        narrow = ~self.is_tall[positions]
+        pairs, positions = pairs[narrow], positions[narrow]
+        exact = self.rows.scores(queries, pairs, self.order[positions])
+        tall_pairs, tall_rows, tall_exact = self._tall_scores(queries, lo, hi)
+        if floor is not None:
+            floor = floor * (1 - 1e-12)  # tall rows' cosines come from a matrix product: the last bits may differ
+            reach, tall_reach = exact >= floor[pairs], tall_exact >= floor[tall_pairs]
+            pairs, positions, exact = pairs[reach], positions[reach], exact[reach]
+            tall_pairs, tall_rows, tall_exact = tall_pairs[tall_reach], tall_rows[tall_reach], tall_exact[tall_reach]
+        return self._best(np.concatenate([pairs, tall_pairs]), np.concatenate([positions, tall_rows]),
+                          np.concatenate([exact, tall_exact]), len(queries), k)
+
+    def _tall_scores(self, queries: np.ndarray, lo: np.ndarray, hi: np.ndarray
+                     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(query, position, exact cosine) of every tall row within each query's range that shares a bin with it."""
+        width = min(queries.shape[1], self.tall_matrix.shape[1])
+        exact = queries[:, :width] @ self.tall_matrix[:, :width].T
+        inside = (self.tall[None, :] >= lo[:, None]) & (self.tall[None, :] < hi[:, None]) & (exact > 0)
+        pairs, slot = np.nonzero(inside)
+        return pairs, self.tall[slot], exact[pairs, slot]
+
+    def _best(self, pairs: np.ndarray, positions: np.ndarray, exact: np.ndarray, queries: int, k: int
+              ) -> tuple[np.ndarray, np.ndarray]:
+        """The k best (query, position) pairs of each query by exact cosine (those above 0), as library rows, ties to
+        the lower row."""
+        positive = exact > 0
+        pairs, positions, exact = pairs[positive], positions[positive], exact[positive]
+        rows = self.order[positions]
+        order = np.lexsort((rows, -exact, pairs))
+        pairs, rows, exact = pairs[order], rows[order], exact[order]
+        first = np.searchsorted(pairs, np.arange(queries))
+        rank = np.arange(len(pairs)) - first[pairs]
+        top = rank < k
+        out_rows = np.full((queries, k), -1, np.int64)
+        out_scores = np.full((queries, k), np.nan)
+        out_rows[pairs[top], rank[top]] = rows[top]
+        out_scores[pairs[top], rank[top]] = exact[top]
+        return out_rows, out_scores
+
+
+class Prefilter(LibrarySearch):
+    """A library's weighted unit vectors as a dense low-precision matrix on a device (CPU or GPU), with the exact
+    sparse rows they came from; `top_k` gives exact results. order and dense_width: see LibrarySearch."""
+
+    def __init__(self, rows: SparseRows, precision: str = "auto", device: str | torch.device = "cpu",
+                 order: np.ndarray | None = None, dense_width: int | None = None) -> None:
+        super().__init__(rows, order, dense_width)
+        self.device = torch.device(device)
+        self.precision = choose_precision(precision, self.device)
+        dtype = _PRECISION[self.precision][0]
+        self.matrix = torch.empty((len(rows), self.width), dtype=dtype, device=self.device)
+        for start, stop, block in self.dense_blocks(ROW_BLOCK):
+            self.matrix[start:stop] = torch.from_numpy(block).to(self.device, dtype)
+        self.error = relative_error(self.precision, self.width)
+
+    def _group_top_k(self, queries: np.ndarray, k: int, lo: np.ndarray, hi: np.ndarray
+                     ) -> tuple[np.ndarray, np.ndarray]:
         """top_k for one group of queries."""
         q = self.query_tensor(queries)
         keep = max(k, CANDIDATES)
@@ -185,21 +248,7 @@ class Prefilter:
             pairs = np.concatenate([pairs[~drop], short[extra_pairs]])
             rows = np.concatenate([rows[~drop], extra_rows])
         self.fallbacks += len(short)
-        narrow = ~self.is_tall[rows]
-        pairs, rows = pairs[narrow], rows[narrow]
-        exact = self.rows.scores(queries, pairs, self.order[rows])
-        tall_pairs, tall_rows, tall_exact = self._tall_scores(queries, lo, hi)
-        return self._best(np.concatenate([pairs, tall_pairs]), np.concatenate([rows, tall_rows]),
-                          np.concatenate([exact, tall_exact]), len(queries), k)
-
-    def _tall_scores(self, queries: np.ndarray, lo: np.ndarray, hi: np.ndarray
-                     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """(query, position, exact cosine) of every tall row within each query's range that shares a bin with it."""
-        width = min(queries.shape[1], self.tall_matrix.shape[1])
-        exact = queries[:, :width] @ self.tall_matrix[:, :width].T
-        inside = (self.tall[None, :] >= lo[:, None]) & (self.tall[None, :] < hi[:, None]) & (exact > 0)
-        pairs, slot = np.nonzero(inside)
-        return pairs, self.tall[slot], exact[pairs, slot]
+        return self._ranked(queries, k, lo, hi, pairs, rows)
 
     def query_tensor(self, queries: np.ndarray) -> torch.Tensor:
         """Queries as the matrix multiplies them: cut or padded to its width (bins beyond it meet no peak of the
@@ -259,22 +308,6 @@ class Prefilter:
             pairs.append(meets[p.cpu().numpy()])
             rows.append(r.cpu().numpy() + start)
         return np.concatenate([np.zeros(0, np.int64), *pairs]), np.concatenate([np.zeros(0, np.int64), *rows])
-
-    def _best(self, pairs: np.ndarray, positions: np.ndarray, exact: np.ndarray, queries: int, k: int
-              ) -> tuple[np.ndarray, np.ndarray]:
-        """The k best (query, position) pairs of each query by exact cosine, as library rows, ties to the lower
-        row."""
-        rows = self.order[positions]
-        order = np.lexsort((rows, -exact, pairs))
-        pairs, rows, exact = pairs[order], rows[order], exact[order]
-        first = np.searchsorted(pairs, np.arange(queries))
-        rank = np.arange(len(pairs)) - first[pairs]
-        top = rank < k
-        out_rows = np.full((queries, k), -1, np.int64)
-        out_scores = np.full((queries, k), np.nan)
-        out_rows[pairs[top], rank[top]] = rows[top]
-        out_scores[pairs[top], rank[top]] = exact[top]
-        return out_rows, out_scores
 
 
 def _block_best(scores: torch.Tensor, keep: int) -> tuple[torch.Tensor, torch.Tensor]:

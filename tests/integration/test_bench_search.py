@@ -7,6 +7,7 @@ import json
 import re
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from nextims.bench import main as bench_main
@@ -23,10 +24,16 @@ def test_bench_search_reports_recall_speed_and_exactness(tmp_path: Path, capsys:
     match = re.fullmatch(r"search library=(\d+) queries=(\d+) queries_per_s=(\d+) recall@10=([\d.]+) "
                          r"recall@10_mass5=([\d.]+)", lines[-1])
     assert match, lines[-1]
-    ours = json.loads((folder / "stage-search.json").read_text())
+    ours = json.loads((folder / "stage-search-pooled.json").read_text())
+    dense = json.loads((folder / "stage-search-dense.json").read_text())
     built = json.loads((folder / "stage-index.json").read_text())
     flash = json.loads((folder / "stage-flash.json").read_text())
     assert ours["identical"] == 1.0 and ours["identical ±5Da"] == 1.0 and ours["exact_sample"] == 60
+    assert dense["identical"] == 1.0 and dense["identical ±5Da"] == 1.0 and dense["q/s product"] > 0
+    # both engines are exact: the same hits for every query, open and within the window
+    for window in ("open", "window"):
+        assert (np.load(folder / f"hits-pooled-{window}.npy") == np.load(folder / f"hits-dense-{window}.npy")).all()
+    assert ours["search"] == "nextims pooled" and dense["search"] == "nextims dense"
     assert int(match.group(1)) == ours["library"] > 100 and int(match.group(2)) == ours["queries"] > 4
     # each query's compound has its predicted spectrum in the library: the window never loses it where open finds it
     assert 0 < ours["R@10"] <= ours["R@10 ±5Da"] <= 1

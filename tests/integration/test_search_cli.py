@@ -188,3 +188,14 @@ def test_predict_to_an_index_holds_the_spectra_of_its_msp(tmp_path: Path, monkey
         np.testing.assert_allclose(intensity * 999, spectrum.intensities, atol=0.5 + 1e-3)
     with pytest.raises(InputError, match=r"use a \.msp, \.json or \.h5"):
         run_predict(compose_predict([f"input={smi}", f"output={tmp_path / 'lib.csv'}", f"model={weights}"]))
+
+
+def test_both_engines_give_the_same_hits_and_a_bad_engine_is_refused(library_index: Path, tmp_path: Path) -> None:
+    tables = {}
+    for engine in ("pooled", "dense"):
+        search(f"queries={QUERIES}", f"library={library_index}", f"output={tmp_path / engine}.tsv", f"engine={engine}")
+        tables[engine] = read_tsv(tmp_path / f"{engine}.tsv")
+    assert tables["pooled"] == tables["dense"] and len(tables["pooled"]) > 3
+    with pytest.raises(InputError, match=r"engine='sparse': must be one of auto, pooled, dense"):
+        search(f"queries={QUERIES}", f"library={library_index}", f"output={tmp_path / 'hits.tsv'}", "engine=sparse")
+    assert not (tmp_path / "hits.tsv").exists()

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import itertools
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 import nextims.search.engine as engine
+import nextims.search.pooled as pooled
 import nextims.search.prefilter as prefilter
 from nextims.search.engine import top_hits
 from nextims.search.index import build_index, open_index
@@ -53,6 +55,7 @@ def small_blocks(monkeypatch: pytest.MonkeyPatch) -> None:
     """Blocks far smaller than the library and the query set, so that the running top-k is merged many times."""
     monkeypatch.setattr(prefilter, "ROW_BLOCK", 256)
     monkeypatch.setattr(prefilter, "QUERY_BLOCK", 16)
+    monkeypatch.setattr(pooled, "BLOCK", 64)
 
 
 def test_top_hits_equal_brute_force(tmp_path: Path, small_blocks: None) -> None:
@@ -97,14 +100,15 @@ def test_ties_go_to_the_lower_row_across_blocks(tmp_path: Path, monkeypatch: pyt
     index = open_index(tmp_path / "ties.h5")
     query = np.zeros((1, 11), np.float32)
     query[0, 5], query[0, 7] = 0.6, 0.8
-    for block in (1, 2, 3, 100):
+    for block, kind in itertools.product((1, 2, 3, 100), ("pooled", "dense")):
         monkeypatch.setattr(prefilter, "ROW_BLOCK", block)
+        monkeypatch.setattr(pooled, "BLOCK", block)
         engine.index_search.cache_clear()
-        rows, cosines = top_hits(query, index, 9)
+        rows, cosines = top_hits(query, index, 9, engine=kind)
         assert rows[0].tolist() == [1, 5, 0, 2, 4, 6, -1, -1, -1]  # row 3 shares no bin: no hit
         np.testing.assert_allclose(cosines[0][:6], np.float32([0.8, 0.8, 0.6, 0.6, 0.6, 0.6]))
         assert np.isnan(cosines[0][6:]).all()
-        assert top_hits(query, index, 3)[0][0].tolist() == [1, 5, 0]
+        assert top_hits(query, index, 3, engine=kind)[0][0].tolist() == [1, 5, 0]
 
 
 def test_bad_arguments_are_refused(tmp_path: Path) -> None:

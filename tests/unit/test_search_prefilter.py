@@ -1,4 +1,5 @@
-"""The bounded low-precision prefilter: its top-k equals an exact dense float64 computation."""
+"""The exact searches (the bounded low-precision prefilter, the pooled bound): top-k equals an exact dense float64
+computation."""
 
 from __future__ import annotations
 
@@ -6,8 +7,10 @@ import numpy as np
 import pytest
 import torch
 
+import nextims.search.pooled as pooled
 import nextims.search.prefilter as prefilter
-from nextims.search.prefilter import Prefilter, SparseRows, choose_precision, relative_error
+from nextims.search.pooled import PooledSearch
+from nextims.search.prefilter import LibrarySearch, Prefilter, SparseRows, choose_precision, relative_error
 
 WIDTH = 120
 
@@ -50,22 +53,27 @@ def brute_force(queries: np.ndarray, dense: np.ndarray, k: int, lo: np.ndarray, 
     return np.where(np.isfinite(values), rows, -1), np.where(np.isfinite(values), values, np.nan)
 
 
-@pytest.mark.parametrize("precision", ["bfloat16", "float32"])
+def engine(kind: str, rows: SparseRows, **options) -> LibrarySearch:
+    """An exact search of rows: the pooled bound, or the dense prefilter at a precision."""
+    return PooledSearch(rows, **options) if kind == "pooled" else Prefilter(rows, kind, **options)
+
+
+@pytest.mark.parametrize("kind", ["bfloat16", "float32", "pooled"])
 @pytest.mark.parametrize("windows", [False, True])
 # chunks of 8: each query's best chunks searched (700: and the columns past the last whole chunk); 64: every score
 @pytest.mark.parametrize("block,chunk", [(640, 8), (700, 8), (700, 64)])
-def test_top_k_equals_exact_dense_computation(precision: str, windows: bool, block: int, chunk: int,
+def test_top_k_equals_exact_dense_computation(kind: str, windows: bool, block: int, chunk: int,
                                               monkeypatch) -> None:
     monkeypatch.setattr(prefilter, "ROW_BLOCK", block)  # several blocks, ranges that start and end inside them
     monkeypatch.setattr(prefilter, "CHUNK", chunk)
     monkeypatch.setattr(prefilter, "QUERY_BLOCK", 50)
+    monkeypatch.setattr(pooled, "BLOCK", chunk)  # pooled: 375 or 47 blocks
     rows, dense = random_rows(3000, duplicates=40)
     queries = noisy_queries(dense, 160)
     rng = np.random.default_rng(2)
     lo = rng.integers(0, 2000, len(queries)) if windows else np.zeros(len(queries), np.int64)
     hi = np.minimum(lo + rng.integers(0, 1500, len(queries)), 3000) if windows else np.full(len(queries), 3000)
-    got_rows, got_scores = Prefilter(rows, precision).top_k(queries, 10, lo if windows else None,
-                                                             hi if windows else None)
+    got_rows, got_scores = engine(kind, rows).top_k(queries, 10, lo if windows else None, hi if windows else None)
     want_rows, want_scores = brute_force(queries, dense, 10, lo, hi)
     assert np.array_equal(got_rows, want_rows)
     np.testing.assert_allclose(got_scores, want_scores, rtol=0, atol=1e-12)
@@ -73,9 +81,12 @@ def test_top_k_equals_exact_dense_computation(precision: str, windows: bool, blo
         assert (got_rows == -1).any()  # some ranges hold fewer than k rows
 
 
+@pytest.mark.parametrize("kind", ["bfloat16", "pooled"])
 @pytest.mark.parametrize("dense_width", [None, 64])  # 64: most rows beyond it, scored exactly for every query
-def test_rows_in_another_order_and_rows_beyond_the_dense_width(dense_width: int | None, monkeypatch) -> None:
+def test_rows_in_another_order_and_rows_beyond_the_dense_width(kind: str, dense_width: int | None,
+                                                               monkeypatch) -> None:
     monkeypatch.setattr(prefilter, "ROW_BLOCK", 640)
+    monkeypatch.setattr(pooled, "BLOCK", 64)
     monkeypatch.setattr(prefilter, "CHUNK", 8)
     monkeypatch.setattr(prefilter, "QUERY_BLOCK", 30)
     rows, dense = random_rows(2000, seed=7, duplicates=30)
@@ -85,7 +96,7 @@ def test_rows_in_another_order_and_rows_beyond_the_dense_width(dense_width: int 
     lo = rng.integers(0, 1800, len(queries))
     hi = np.minimum(lo + rng.integers(0, 400, len(queries)), 2000)
     lo[:20], hi[:20] = 0, 2000  # open searches among windowed ones
-    search = Prefilter(rows, "bfloat16", order=order, dense_width=dense_width)
+    search = engine(kind, rows, order=order, dense_width=dense_width)
     assert (len(search.tall) > 1000) == (dense_width == 64)
     got_rows, got_scores = search.top_k(queries, 10, lo, hi)
     want_rows, want_scores = brute_force(queries, dense, 10, lo, hi, order)
