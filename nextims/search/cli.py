@@ -27,6 +27,7 @@ from nextims.io.atomic import atomic_open, check_output_file
 from nextims.io.text import parsed_counted
 from nextims.search.engine import ENGINES, top_hits
 from nextims.search.index import SpectrumIndex, build_index, entry_mass, open_index
+from nextims.search.prefilter import PRECISIONS
 from nextims.search.scoring import match_factor, query_vector, reverse_match_factor
 from nextims.spectrum import Spectrum, bin_spectrum, validate_peaks
 
@@ -52,7 +53,7 @@ class SearchSchema:
     plot_hits: int = setting(ge=1)
     max_mz: int = setting(ge=1, le=65535)
     engine: str = setting(choices=ENGINES)
-    precision: str = setting(choices=("auto", "bfloat16", "float32"))
+    precision: str = setting(choices=PRECISIONS)
 
 
 @dataclass

@@ -38,13 +38,13 @@ MARGIN = 1e-4
 PAIRS_PER_PASS = 8192
 
 
-def pooled_norms(dense: np.ndarray, pool: int = 2) -> np.ndarray:
-    """Norms of each group of `pool` adjacent bins of dense (n, width) rows, as float32 rounded up (never below the
+def pooled_norms(dense: np.ndarray) -> np.ndarray:
+    """Norms of each pair (POOL) of adjacent bins of dense (n, width) rows, as float32 rounded up (never below the
     float64 norm)."""
     width = dense.shape[1]
-    padded = np.zeros((len(dense), -(-width // pool) * pool))
+    padded = np.zeros((len(dense), -(-width // POOL) * POOL))
     padded[:, :width] = dense
-    exact = np.sqrt((padded * padded).reshape(len(dense), -1, pool).sum(axis=2))
+    exact = np.sqrt((padded * padded).reshape(len(dense), -1, POOL).sum(axis=2))
     out = exact.astype(np.float32)
     low = out.astype(np.float64) < exact
     out[low] = np.nextafter(out[low], np.float32(np.inf))
@@ -53,33 +53,36 @@ def pooled_norms(dense: np.ndarray, pool: int = 2) -> np.ndarray:
 
 @dataclass
 class PooledBlocks:
-    """The pooled norms of library rows in group-major float32 blocks: blocks[b, g, r] is row b * size + r's norm at
-    group g (of `pool` bins); top[b] the block's highest group holding any weight."""
+    """The pooled norms of library rows in pair-major float32 blocks: blocks[b, g, r] is row b * size + r's norm at
+    pair g; top[b] the block's highest pair holding any weight."""
 
-    pool: int
     blocks: np.ndarray
     top: np.ndarray
 
     @classmethod
-    def empty(cls, pool: int, rows: int, width: int, size: int) -> "PooledBlocks":
+    def empty(cls, rows: int, width: int, size: int) -> "PooledBlocks":
         """Zero blocks for `rows` rows of `width` bins."""
         count = -(-rows // size)
-        return cls(pool, np.zeros((count, -(-width // pool), size), np.float32), np.full(count, -1, np.int64))
+        return cls(np.zeros((count, -(-width // POOL), size), np.float32), np.full(count, -1, np.int64))
+
+    @property
+    def size(self) -> int:
+        """Rows per block."""
+        return self.blocks.shape[2]
 
     def fill(self, start: int, dense: np.ndarray) -> None:
         """Set the rows from `start` (a multiple of the block size) to dense rows' pooled norms."""
-        size = self.blocks.shape[2]
-        norms = pooled_norms(dense, self.pool)
-        for first in range(0, len(dense), size):
-            block, part = (start + first) // size, norms[first:first + size]
+        norms = pooled_norms(dense)
+        for first in range(0, len(dense), self.size):
+            block, part = (start + first) // self.size, norms[first:first + self.size]
             self.blocks[block, :, :len(part)] = part.T
             filled = np.flatnonzero(part.any(axis=0))
             self.top[block] = filled[-1] if len(filled) else -1
 
     def queries(self, queries: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Queries' pooled norms below the blocks' width as CSR rows (groups ascending, values rounded up)."""
-        width = min(queries.shape[1], self.blocks.shape[1] * self.pool)
-        norms = pooled_norms(queries[:, :width], self.pool)
+        """Queries' pooled norms below the blocks' width as CSR rows (pairs ascending, values rounded up)."""
+        width = min(queries.shape[1], self.blocks.shape[1] * POOL)
+        norms = pooled_norms(queries[:, :width])
         query, group = np.nonzero(norms > 0)
         qptr = np.zeros(len(queries) + 1, np.int64)
         qptr[1:] = np.cumsum(np.bincount(query, minlength=len(queries)))
@@ -92,9 +95,8 @@ class PooledSearch(LibrarySearch):
 
     def __init__(self, rows: SparseRows, order: np.ndarray | None = None, dense_width: int | None = None) -> None:
         super().__init__(rows, order, dense_width)
-        size = self.block_size = BLOCK
-        self.pooled = PooledBlocks.empty(POOL, len(rows), self.width, size)
-        for start, _, dense in self.dense_blocks(max(1, ROW_BLOCK // size) * size):  # whole blocks at a time
+        self.pooled = PooledBlocks.empty(len(rows), self.width, BLOCK)
+        for start, _, dense in self.dense_blocks(max(1, ROW_BLOCK // BLOCK) * BLOCK):  # whole blocks at a time
             self.pooled.fill(start, dense)
         self.precision = "float32"
 
@@ -110,10 +112,10 @@ class PooledSearch(LibrarySearch):
         pairs, positions = [np.zeros(0, np.int64)], [np.zeros(0, np.int64)]
         for start in range(0, len(pair_query), PAIRS_PER_PASS):
             query, block = pair_query[start:start + PAIRS_PER_PASS], pair_block[start:start + PAIRS_PER_PASS]
-            found = np.zeros((len(query), self.block_size), np.int64)
+            found = np.zeros((len(query), self.pooled.size), np.int64)
             counts = np.zeros(len(query), np.int64)
             block_hits(self.pooled.blocks, self.pooled.top, *pooled, lo, hi, floor, query, block, found, counts)
-            slot, column = np.nonzero(np.arange(self.block_size)[None, :] < counts[:, None])
+            slot, column = np.nonzero(np.arange(self.pooled.size)[None, :] < counts[:, None])
             pairs.append(query[slot])
             positions.append(found[slot, column])
         return self._ranked(queries, k, lo, hi, np.concatenate(pairs), np.concatenate(positions), theta)
@@ -133,6 +135,6 @@ class PooledSearch(LibrarySearch):
         pairs, slot = np.nonzero(bound > 0)
         exact = np.zeros((len(queries), rows))
         exact[pairs, slot] = self.rows.scores(queries, pairs, self.order[position[pairs, slot]])
-        theta = -np.sort(-exact, axis=1)[:, k - 1] if rows >= k else np.zeros(len(queries))
+        theta = -np.sort(-exact, axis=1)[:, k - 1]
         self.fallbacks += int((theta <= 0).sum())
         return np.maximum(theta, 0.0)

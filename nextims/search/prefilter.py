@@ -41,6 +41,8 @@ CANDIDATES = 64
 TALL_SHARE = 1e-3
 WIDTH_STEP = 64
 _PRECISION = {"bfloat16": (torch.bfloat16, 2.0 ** -8), "float32": (torch.float32, 2.0 ** -24)}
+# what `precision` may be
+PRECISIONS = ("auto", *_PRECISION)
 
 
 @lru_cache(maxsize=1)
